@@ -1,0 +1,135 @@
+"""Configuration dataclasses. A run's `Config` is stored inside every checkpoint as a plain dict,
+so sampling never needs the training flags typed again."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    in_channels: int = 1
+    image_size: int = 8
+    num_classes: int = 10                  # label `num_classes` is the null label (unconditional)
+    width: int = 64                        # channels at full resolution
+    channel_mult: tuple[int, ...] = (1, 2)  # one entry per resolution; len - 1 downsamplings
+    num_res_blocks: int = 2                # residual blocks per resolution
+    attention: bool = True                 # self-attention at the lowest resolution
+    dropout: float = 0.0
+    groups: int = 8                        # GroupNorm groups
+
+
+@dataclass
+class DiffusionConfig:
+    timesteps: int = 1000                  # T; t = 0 .. T-1 with 0 the least noise
+    schedule: str = "cosine"               # "cosine" (Nichol & Dhariwal 2021) or "linear" (Ho et al. 2020)
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"
+    data_dir: str | None = None
+    steps: int = 4000
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup: int = 200                      # linear LR warm-up steps, then cosine decay to lr / 10
+    weight_decay: float = 0.0
+    p_uncond: float = 0.1                  # label dropout: P(y -> null) in the loss
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    amp: str = "none"                      # "none", "bf16" or "fp16" (autocast; CUDA)
+    seed: int = 0
+    ckpt_every: int = 1000                 # overwrite <run>/ckpt.pt every N steps
+    keep_every: int = 0                    # also keep <run>/ckpt_step{N}.pt every N steps (0 = never)
+    log_every: int = 50
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(cfg: Config) -> dict:
+    """Plain nested dict (lists, not tuples) -- safe for `torch.load(weights_only=True)`."""
+    def plain(value):
+        if isinstance(value, tuple):
+            return list(value)
+        return value
+    return {f.name: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, f.name)).items()}
+            for f in dataclasses.fields(cfg)}
+
+
+def from_dict(d: dict) -> Config:
+    """Inverse of `to_dict`. Unknown keys are an error (a checkpoint from another program)."""
+    parts = {}
+    for f in dataclasses.fields(Config):
+        cls = {"model": ModelConfig, "diffusion": DiffusionConfig, "train": TrainConfig}[f.name]
+        sub = dict(d.get(f.name, {}))
+        names = {g.name for g in dataclasses.fields(cls)}
+        unknown = set(sub) - names
+        if unknown:
+            raise UserError(f"config section {f.name!r} has unknown keys {sorted(unknown)}; "
+                            "was it written by a newer toydiff?")
+        if "channel_mult" in sub:
+            sub["channel_mult"] = tuple(sub["channel_mult"])
+        parts[f.name] = cls(**sub)
+    return Config(**parts)
+
+
+# Presets sized for each dataset: the digits preset trains on a 2-core CPU in minutes,
+# the others on a laptop GPU (see README, "Real data").
+PRESETS: dict[str, dict[str, dict]] = {
+    "digits": dict(
+        model=dict(in_channels=1, image_size=8, width=32, channel_mult=(1, 2), num_res_blocks=1),
+        train=dict(steps=3000, batch_size=128, lr=2e-3, ckpt_every=500),
+    ),
+    "mnist": dict(
+        model=dict(in_channels=1, image_size=28, width=64, channel_mult=(1, 2, 2), num_res_blocks=2),
+        train=dict(steps=20000, batch_size=128, lr=1e-3, ckpt_every=2000),
+    ),
+    "fashion-mnist": dict(
+        model=dict(in_channels=1, image_size=28, width=64, channel_mult=(1, 2, 2), num_res_blocks=2),
+        train=dict(steps=30000, batch_size=128, lr=1e-3, ckpt_every=2000),
+    ),
+    "cifar10": dict(
+        model=dict(in_channels=3, image_size=32, width=96, channel_mult=(1, 2, 2, 2), num_res_blocks=2,
+                   dropout=0.1),
+        train=dict(steps=100000, batch_size=128, lr=2e-4, ckpt_every=5000),
+    ),
+}
+
+
+def preset(dataset: str) -> Config:
+    """The default Config for a dataset."""
+    if dataset not in PRESETS:
+        raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[dataset]
+    return Config(model=ModelConfig(**p["model"]), diffusion=DiffusionConfig(),
+                  train=TrainConfig(dataset=dataset, **p["train"]))
+
+
+def check_config(cfg: Config) -> None:
+    """Refuse settings that cannot train, with the fix (the UNet checks its own shapes)."""
+    tc, dc = cfg.train, cfg.diffusion
+    rules = [
+        (tc.steps >= 1, f"--steps must be >= 1, got {tc.steps}"),
+        (tc.batch_size >= 1, f"--batch-size must be >= 1, got {tc.batch_size}"),
+        (tc.lr > 0 and tc.lr < float("inf"), f"--lr must be a positive number, got {tc.lr}"),
+        (0 <= tc.p_uncond < 1, f"--p-uncond must lie in [0, 1), got {tc.p_uncond}"),
+        (0 <= tc.ema_decay < 1, f"--ema-decay must lie in [0, 1), got {tc.ema_decay}"),
+        (tc.grad_clip > 0, f"--grad-clip must be > 0, got {tc.grad_clip}"),
+        (tc.ckpt_every >= 1 and tc.log_every >= 1, "--ckpt-every and --log-every must be >= 1"),
+        (tc.keep_every >= 0, f"--keep-every must be >= 0, got {tc.keep_every}"),
+        (tc.warmup >= 0, f"--warmup must be >= 0, got {tc.warmup}"),
+        (tc.amp in ("none", "bf16", "fp16"), f"--amp must be none, bf16 or fp16, got {tc.amp!r}"),
+        (dc.timesteps >= 2, f"--timesteps must be >= 2, got {dc.timesteps}"),
+        (dc.schedule in ("cosine", "linear"), f"--schedule must be cosine or linear, got {dc.schedule!r}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise UserError(message)

@@ -1,0 +1,138 @@
+"""Guidance: one formula, several choices of reference.
+
+    eps = eps_ref + s * (eps_pos - eps_ref)                      (Ho & Salimans 2022, eq. 6, with w = s - 1)
+
+    s = 1: no guidance (eps_pos);  s = 0: pure eps_ref;  s > 1: extrapolate away from the reference.
+
+What `ref` is decides what guidance does:
+    CFG                 pos = class c, ref = null label
+    negative class      pos = c,       ref = class k        (the negative prompt *replaces* the uncond)
+    several negatives   pos = c,       ref = sum_j a_j eps(k_j),  a_j >= 0 normalised to sum 1
+    removal             pos = null,    ref = class k        ("anything but k")
+    autoguidance        pos = c,       ref = c through a worse model (Karras et al. 2024)
+    interval            s applies only for t in [t_lo, t_hi], s = 1 elsewhere (Kynkäänniemi et al. 2024)
+    rescale (phi)       match the std of the guided prediction to eps_pos (Lin et al. 2023, Alg. 2)
+
+The formula is linear, so it holds identically for x0-predictions.
+All branches that share a model go through one forward of a concatenated batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+
+def combine(eps_pos: torch.Tensor, eps_ref: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    """eps_ref + s (eps_pos - eps_ref). Guidance scale s; Ho & Salimans' w = s - 1."""
+    return eps_ref + scale * (eps_pos - eps_ref)
+
+
+def rescale_std(guided: torch.Tensor, eps_pos: torch.Tensor, phi: float) -> torch.Tensor:
+    """Lin et al. 2023, Alg. 2: x = phi * guided * std(pos) / std(guided) + (1 - phi) * guided, std per sample."""
+    if phi == 0:
+        return guided
+    dims = tuple(range(1, guided.dim()))
+    ratio = eps_pos.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
+    return phi * guided * ratio + (1 - phi) * guided
+
+
+def batched_forward(model: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                    labels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """eps(x, t, y) for each label tensor y in `labels` (each (B,)), through ONE forward of a (len * B) batch."""
+    n = len(labels)
+    eps = model(x.repeat(n, *([1] * (x.dim() - 1))), t.repeat(n), torch.cat(list(labels)))
+    return list(eps.chunk(n))
+
+
+def normalise_weights(weights: Sequence[float]) -> torch.Tensor:
+    w = torch.as_tensor(list(weights), dtype=torch.float32)
+    if w.numel() == 0 or not torch.isfinite(w).all() or (w <= 0).any():
+        raise UserError(f"negative weights must be finite and > 0, got {list(weights)}")
+    return w / w.sum()
+
+
+@dataclass
+class Guided:
+    """A guided denoiser `(x_t, t) -> eps` for the samplers (see the module docstring for the formula).
+
+    pos:         (B,) positive labels (`null` for removal).
+    ref:         (J, B) reference labels: null for CFG, negatives k_j, or `pos` again for autoguidance.
+    ref_weights: (J,) a_j >= 0 summing to 1.
+    scale:       s (s = 1 none; Ho & Salimans' w = s - 1).
+    ref_model:   model for the reference branches (autoguidance); None = `model`.
+    interval:    (t_lo, t_hi) inclusive: guide only there, s = 1 elsewhere; None = every t.
+    rescale:     phi of Lin et al. 2023; 0 = off.
+    """
+
+    model: nn.Module
+    pos: torch.Tensor
+    ref: torch.Tensor
+    ref_weights: torch.Tensor
+    scale: float
+    ref_model: nn.Module | None = None
+    interval: tuple[int, int] | None = None
+    rescale: float = 0.0
+
+    def scales(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample s: `scale` inside the interval, 1 outside. (B,)"""
+        s = torch.full(t.shape, float(self.scale), device=t.device)
+        if self.interval is not None:
+            lo, hi = self.interval
+            s = torch.where((t >= lo) & (t <= hi), s, torch.ones_like(s))
+        return s
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        s = self.scales(t)
+        if bool((s == 1).all()):                      # no guidance anywhere in the batch: one branch suffices
+            return self.model(x, t, self.pos)
+        refs = list(self.ref)
+        if self.ref_model is None:
+            eps_pos, *eps_refs = batched_forward(self.model, x, t, [self.pos, *refs])
+        else:                                         # two models cannot share a forward
+            eps_pos = self.model(x, t, self.pos)
+            eps_refs = batched_forward(self.ref_model, x, t, refs)
+        w = self.ref_weights.to(x.device, x.dtype)
+        eps_ref = sum(w[j] * e for j, e in enumerate(eps_refs))      # sum_j a_j eps(k_j)
+        guided = combine(eps_pos, eps_ref, s.to(x.dtype).view(-1, *([1] * (x.dim() - 1))))
+        return rescale_std(guided, eps_pos, self.rescale)
+
+
+def guide(model: nn.Module, pos: torch.Tensor, *,
+          scale: float,                                  # s; Ho & Salimans' w = s - 1
+          negatives: Sequence[tuple[int | torch.Tensor, float]] = (),   # (k_j, a_j); k_j an int or (B,) labels
+          ref_model: nn.Module | None = None,            # autoguidance: ref = same labels through this model
+          interval: tuple[int, int] | None = None,
+          rescale: float = 0.0,
+          ) -> Guided:
+    """Build the `Guided` denoiser for labels `pos` (B,), where `model.cfg.num_classes` is the null label.
+
+    No negatives: ref = null (CFG), or ref = pos through `ref_model` (autoguidance).
+    Negatives: ref = sum_j a_j eps(k_j) with the a_j normalised to 1.
+    """
+    null = model.cfg.num_classes
+    pos = torch.as_tensor(pos, dtype=torch.long)
+    if pos.numel() and (pos.min() < 0 or pos.max() > null):
+        raise UserError(f"class labels must lie in 0..{null - 1} (or {null} = none), got {pos.unique().tolist()}")
+    if not torch.isfinite(torch.tensor(float(scale))):
+        raise UserError(f"guidance scale must be finite, got {scale}")
+    if negatives:
+        labels, weights = zip(*negatives)
+        ref = torch.stack([torch.as_tensor(k, dtype=torch.long).expand(pos.shape) for k in labels])   # (J, B)
+        if ref.min() < 0 or ref.max() >= null:
+            raise UserError(f"negative classes must lie in 0..{null - 1}, got {ref.unique().tolist()}")
+        ref_weights = normalise_weights(weights)
+    else:
+        ref = (pos if ref_model is not None else torch.full_like(pos, null))[None]      # (1, B)
+        ref_weights = torch.ones(1)
+    if interval is not None and interval[0] > interval[1]:
+        raise UserError(f"guidance interval must have t_lo <= t_hi, got {interval}")
+    if not 0 <= rescale <= 1:
+        raise UserError(f"rescale phi must lie in [0, 1], got {rescale}")
+    device = next(model.parameters()).device
+    return Guided(model, pos.to(device), ref.to(device), ref_weights, float(scale), ref_model, interval, rescale)

@@ -1,0 +1,162 @@
+"""`python train.py` / `toydiff-train`: train a class-conditional diffusion model with label dropout.
+
+    python train.py                                   # digits, CPU minutes, into runs/digits/
+    python train.py --dataset mnist --data-dir DIR    # torchvision MNIST (add --download when online)
+    python train.py --resume                          # continue runs/digits/ from its last checkpoint
+    torchrun --nproc_per_node 2 train.py ...          # DistributedDataParallel
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import torch
+
+from . import checkpoint
+from .config import check_config, preset
+from .data import DATASETS, load_dataset
+from .errors import ArgumentParser, UserError, run_cli
+from .guidance import guide
+from .pipeline import generate, save_grid
+from .runtime import init_distributed, resolve_device
+from .schedule import NoiseSchedule
+from .training import TrainingInterrupted, check_run_dir, train
+
+# flag -> (config section, field). Flags left at None keep the dataset preset (or the resumed run's value).
+CONFIG_FLAGS = {
+    "width": ("model", "width"), "channel_mult": ("model", "channel_mult"),
+    "num_res_blocks": ("model", "num_res_blocks"), "attention": ("model", "attention"),
+    "dropout": ("model", "dropout"), "timesteps": ("diffusion", "timesteps"),
+    "schedule": ("diffusion", "schedule"), "steps": ("train", "steps"), "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"), "warmup": ("train", "warmup"), "p_uncond": ("train", "p_uncond"),
+    "ema_decay": ("train", "ema_decay"), "grad_clip": ("train", "grad_clip"), "amp": ("train", "amp"),
+    "seed": ("train", "seed"), "ckpt_every": ("train", "ckpt_every"), "keep_every": ("train", "keep_every"),
+    "log_every": ("train", "log_every"),
+}
+RESUMABLE = {"steps", "log_every", "ckpt_every", "keep_every"}    # may change when resuming
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"expected comma-separated integers like 1,2,2, got {text!r}") from None
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="train.py", description="Train a class-conditional diffusion model (toydiff).")
+    p.add_argument("--dataset", default="digits", choices=DATASETS, help="default: digits (embedded, no download)")
+    p.add_argument("--data-dir", default=None, help="torchvision data folder (default ./data)")
+    p.add_argument("--download", action="store_true", help="download the dataset into --data-dir")
+    p.add_argument("--run", default=None, help="run folder (default runs/<dataset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --run")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    m = p.add_argument_group("model (default: the dataset preset)")
+    m.add_argument("--width", type=int)
+    m.add_argument("--channel-mult", type=int_list, help="e.g. 1,2,2")
+    m.add_argument("--num-res-blocks", type=int)
+    m.add_argument("--no-attention", dest="attention", action="store_const", const=False, default=None)
+    m.add_argument("--dropout", type=float)
+    d = p.add_argument_group("diffusion")
+    d.add_argument("--timesteps", type=int, help="T (default 1000)")
+    d.add_argument("--schedule", choices=("cosine", "linear"))
+    t = p.add_argument_group("training")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int, help="global batch, split across torchrun processes")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--warmup", type=int)
+    t.add_argument("--p-uncond", type=float, help="label dropout probability (default 0.1)")
+    t.add_argument("--ema-decay", type=float)
+    t.add_argument("--grad-clip", type=float)
+    t.add_argument("--amp", choices=("none", "bf16", "fp16"), help="autocast dtype (CUDA)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--ckpt-every", type=int)
+    t.add_argument("--keep-every", type=int, help="also keep ckpt_step{N}.pt every N steps (autoguidance)")
+    t.add_argument("--log-every", type=int)
+    p.add_argument("--grid-scale", type=float, default=3.0, help="CFG scale of the final sample grid")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    given = {k for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    run_dir = args.run or os.path.join("runs", args.dataset)
+    resume_from = check_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
+    cfg = checkpoint.config_of(checkpoint.load(resume_from)) if resume_from else preset(args.dataset)
+    if resume_from:
+        _check_resume_flags(args, cfg, given)
+    for key in given:
+        section, field = CONFIG_FLAGS[key]
+        setattr(getattr(cfg, section), field, getattr(args, key))
+    if not resume_from:
+        cfg.train.data_dir = args.data_dir
+    check_config(cfg)
+    device, = (resolve_device(args.device),)
+    dist_info, device = init_distributed(device)
+    data, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True, download=args.download)
+    if not resume_from:
+        cfg.model = dataclasses.replace(cfg.model, in_channels=info.shape[0], image_size=info.shape[1],
+                                        num_classes=info.num_classes)
+    _check_writable(run_dir)
+
+    from .unet import UNet
+    if dist_info.is_main:
+        n_params = UNet(cfg.model).num_parameters()
+        print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
+              f"UNet {n_params:,} parameters; device {device}; run {run_dir}"
+              + (f"; resuming from step {checkpoint.load(resume_from)['step']}" if resume_from else ""))
+    try:
+        model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume_from=resume_from,
+                      progress=not args.no_progress)
+    except TrainingInterrupted as stop:
+        print(f"{stop}. Continue with: python train.py --run {run_dir} --resume", file=sys.stderr)
+        sys.exit(130)
+    if dist_info.is_main:
+        _final_grid(model, cfg, run_dir, args.grid_scale)
+
+
+def _check_resume_flags(args, stored, given: set[str]) -> None:
+    """On --resume the stored config wins; a flag that contradicts it is an error, not silently ignored."""
+    if args.dataset != stored.train.dataset and "--dataset" in " ".join(sys.argv):
+        raise UserError(f"--dataset {args.dataset} differs from the resumed run's {stored.train.dataset}")
+    for key in sorted(given - RESUMABLE):
+        section, field = CONFIG_FLAGS[key]
+        old = getattr(getattr(stored, section), field)
+        if old != getattr(args, key):
+            raise UserError(f"--{key.replace('_', '-')} {getattr(args, key)} differs from the resumed run's "
+                            f"{old}; drop the flag, or start a new run with --run DIR")
+
+
+def _check_writable(run_dir: str) -> None:
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        probe = os.path.join(run_dir, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise UserError(f"cannot write to run folder {run_dir} ({err.strerror}); pick another with --run") from None
+
+
+def _final_grid(model, cfg, run_dir: str, scale: float) -> None:
+    """One row per class, CFG at `scale`, DDIM-50, seeds 0..: a first look at what was learned."""
+    per_class = 10
+    labels = torch.arange(cfg.model.num_classes).repeat_interleave(per_class)
+    with torch.no_grad():
+        images = generate(guide(model.eval(), labels, scale=scale), NoiseSchedule.from_config(cfg.diffusion),
+                          seeds=list(range(len(labels))))
+    path = os.path.join(run_dir, f"samples_cfg{scale:g}.png")
+    save_grid(images, path, nrow=per_class)
+    print(f"wrote {path} (rows: classes 0..{cfg.model.num_classes - 1}; CFG s = {scale:g}, DDIM 50 steps)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Training: the loss with label dropout, and the loop (EMA, autocast, DDP, checkpoints, CSV log, tqdm).
+
+Loss, Ho et al. 2020 eq. (14) with label dropout (Ho & Salimans 2022, Alg. 1):
+    t ~ U{0..T-1},  eps ~ N(0, I),  y' = null with probability p_uncond else y
+    L = || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t, y') ||^2
+Label dropout lives here and nowhere else: it is what teaches the one network p(x) beside p(x | y).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DistributedSampler, TensorDataset
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .config import Config, to_dict
+from .errors import UserError
+from .runtime import Dist
+from .schedule import NoiseSchedule
+from .unet import UNet
+
+LOG_FIELDS = ("step", "loss", "lr", "seconds")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training: a checkpoint was saved at `step`."""
+
+    def __init__(self, step: int, path: str):
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {path}")
+        self.step, self.path = step, path
+
+
+def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, y: torch.Tensor, *,
+                   p_uncond: float,                # P(y -> null)
+                   null: int,                      # the null label, = num_classes
+                   generator: torch.Generator,     # draws t, eps and the dropout mask; on x0's device
+                   ) -> torch.Tensor:
+    """Mean squared eps-prediction error with label dropout (see the module docstring)."""
+    B, dev = x0.shape[0], x0.device
+    t = torch.randint(0, schedule.T, (B,), generator=generator, device=dev)
+    noise = torch.randn(x0.shape, generator=generator, device=dev)
+    drop = torch.rand(B, generator=generator, device=dev) < p_uncond
+    y = torch.where(drop, torch.full_like(y, null), y)
+    return F.mse_loss(model(schedule.q_sample(x0, t, noise), t, y).float(), noise)
+
+
+def ema_with_warmup(decay: float):
+    """multi_avg_fn for AveragedModel: EMA with decay min(decay, (1 + n) / (10 + n)) after n updates,
+    so an early checkpoint's EMA is not dominated by the random initial weights."""
+    def update(ema_params, params, num_averaged):
+        d = min(decay, (1 + int(num_averaged)) / (10 + int(num_averaged)))
+        torch._foreach_lerp_(ema_params, params, 1 - d)              # ema <- d ema + (1 - d) param
+    return update
+
+
+def lr_lambda(cfg: Config):
+    """Linear warm-up over `warmup` steps, then cosine decay from lr to lr / 10 at `steps`."""
+    tc = cfg.train
+
+    def f(step: int) -> float:
+        if step < tc.warmup:
+            return (step + 1) / tc.warmup
+        progress = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    """The noise of step `step` on `rank` depends on (seed, rank, step) alone: a resumed run replays it exactly."""
+    return torch.Generator(device=device).manual_seed((seed * 256 + rank) * 2 ** 32 + step)
+
+
+class BatchOrder:
+    """This rank's batch indices at a global step. Epoch e = step // steps_per_epoch is a fresh
+    DistributedSampler permutation seeded by (seed, e): the data order is a function of the step alone."""
+
+    def __init__(self, n: int, cfg: Config, dist_info: Dist):
+        self.local = cfg.train.batch_size // dist_info.world_size
+        self.sampler = DistributedSampler(range(n), num_replicas=dist_info.world_size, rank=dist_info.rank,
+                                          shuffle=True, seed=cfg.train.seed, drop_last=True)
+        self.per_epoch = len(self.sampler) // self.local
+        if self.per_epoch == 0:
+            raise UserError(f"the dataset has {n} images, fewer than one batch of {cfg.train.batch_size}; "
+                            "lower --batch-size")
+        self.epoch, self.order = -1, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, k = divmod(step, self.per_epoch)
+        if epoch != self.epoch:
+            self.sampler.set_epoch(epoch)
+            self.epoch, self.order = epoch, torch.tensor(list(self.sampler))
+        return self.order[k * self.local:(k + 1) * self.local]
+
+
+@contextmanager
+def sigint_flag():
+    """While active, the first Ctrl-C sets flag["hit"] (the loop then saves and stops); a second one aborts."""
+    flag = {"hit": False}
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if flag["hit"]:
+                raise KeyboardInterrupt
+            flag["hit"] = True
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:                          # not the main thread: leave signals alone
+        previous = None
+    try:
+        yield flag
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def check_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> str | None:
+    """The checkpoint to resume from, or None for a fresh run; refuses to clobber a different run."""
+    path = os.path.join(run_dir, "ckpt.pt")
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+    if resume:
+        if not os.path.isfile(path):
+            raise UserError(f"nothing to resume: {path} does not exist; drop --resume to start a new run")
+        return path
+    if os.path.exists(path) and not overwrite:
+        raise UserError(f"{run_dir} already holds a run ({path}); pass --resume to continue it, "
+                        "--overwrite to replace it, or --run DIR for a new folder")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise UserError(f"--run {run_dir} is a file, not a folder")
+    return None
+
+
+def train(cfg: Config, run_dir: str, *,
+          data: TensorDataset,              # training images in [-1, 1] and labels
+          device: torch.device,
+          dist_info: Dist = Dist(),
+          resume_from: str | None = None,   # checkpoint to continue (its config wins over `cfg` except steps)
+          progress: bool = True,            # tqdm bar on rank 0
+          ) -> UNet:
+    """Train and checkpoint into `run_dir`; return the EMA model (rank 0) or the raw model (other ranks).
+
+    Raises TrainingInterrupted on Ctrl-C (after saving) and UserError on a non-finite loss (keeping the
+    last good checkpoint).
+    """
+    tc = cfg.train
+    if tc.batch_size < 1 or tc.steps < 1 or tc.batch_size % dist_info.world_size:
+        raise UserError(f"batch size ({tc.batch_size}) and steps ({tc.steps}) must be >= 1, and the batch "
+                        f"divisible by the {dist_info.world_size} processes")
+    torch.manual_seed(tc.seed)
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    model = UNet(cfg.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(tc.ema_decay), use_buffers=True)
+    start, elapsed = 0, 0.0
+    if resume_from is not None:
+        ckpt = checkpoint.load(resume_from)
+        model.load_state_dict(ckpt["model"])
+        ema.module.load_state_dict(ckpt["ema"])
+        ema.n_averaged.fill_(ckpt["ema_updates"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        start, elapsed = int(ckpt["step"]), float(ckpt.get("seconds", 0.0))
+    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if dist_info.enabled else model
+    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp, "bad")
+    if amp_dtype == "bad":
+        raise UserError(f"unknown --amp {tc.amp!r}; choose none, bf16 or fp16")
+    if amp_dtype is torch.float16 and device.type != "cuda":
+        raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+
+    ckpt_path = os.path.join(run_dir, "ckpt.pt")
+    images, labels = data.tensors
+    null = cfg.model.num_classes
+    log = CsvLog(os.path.join(run_dir, "log.csv"), keep_until=start) if dist_info.is_main else None
+
+    def save(step: int, path: str = ckpt_path) -> None:
+        if dist_info.is_main:
+            checkpoint.save({"config": to_dict(cfg), "step": step, "seconds": elapsed + time.time() - t0,
+                             "model": model.state_dict(), "ema": ema.module.state_dict(),
+                             "ema_updates": int(ema.n_averaged), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}},
+                            path)
+
+    order = BatchOrder(len(images), cfg, dist_info)
+    loss_sum, n_sum, last_check, last_good = torch.zeros((), device=device), 0, start, start
+    bar = tqdm(total=tc.steps, initial=start, disable=not (progress and dist_info.is_main),
+               desc=f"train {tc.dataset}", unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    with sigint_flag() as interrupted:
+        for step in range(start, tc.steps):
+            idx = order(step)
+            x0, y = images[idx].to(device, non_blocking=True), labels[idx].to(device, non_blocking=True)
+            with autocast():
+                loss = diffusion_loss(net, schedule, x0, y, p_uncond=tc.p_uncond, null=null,
+                                      generator=step_generator(tc.seed, dist_info.rank, step, device))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            ema.update_parameters(model)
+            loss_sum += loss.detach()
+            n_sum += 1
+            done = step + 1
+            bar.update(1)
+
+            if dist_info.enabled:     # all ranks must stop at the same step: agree at log boundaries
+                stop = done % tc.log_every == 0 and _any_rank(interrupted["hit"], device)
+            else:
+                stop = interrupted["hit"]
+            keep = bool(tc.keep_every) and done % tc.keep_every == 0
+            save_now = done % tc.ckpt_every == 0 or done == tc.steps or stop
+            if done % tc.log_every == 0 or save_now or keep:
+                mean = (loss_sum / n_sum).item()        # one host sync per log interval
+                if not math.isfinite(mean):             # checked before anything is saved
+                    raise UserError(f"loss became non-finite between steps {last_check} and {done}; stopped. "
+                                    f"Last good checkpoint: step {last_good} in {ckpt_path}. Lower --lr "
+                                    "(or use --amp none) and continue with --resume")
+                if log is not None:
+                    log.write(done, mean, scheduler.get_last_lr()[0], elapsed + time.time() - t0)
+                bar.set_postfix(loss=f"{mean:.4f}")
+                loss_sum.zero_()
+                n_sum, last_check = 0, done
+            if save_now:
+                save(done)
+                last_good = done
+            if keep:
+                save(done, os.path.join(run_dir, f"ckpt_step{done}.pt"))
+            if stop:
+                bar.close()
+                raise TrainingInterrupted(done, ckpt_path)
+    bar.close()
+    return ema.module if dist_info.is_main else model
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if `flag` is set on any (all ranks must stop at the same step)."""
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+class CsvLog:
+    """log.csv with step, loss, lr, seconds. On resume, rows past the checkpoint are dropped (they will be
+    replayed), so the file always describes one run."""
+
+    def __init__(self, path: str, keep_until: int):
+        self.path = path
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        rows = []
+        if keep_until > 0 and os.path.isfile(path):
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, LOG_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, step: int, loss: float, lr: float, seconds: float) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.6g}", f"{seconds:.2f}"])
