@@ -1,0 +1,130 @@
+"""The two front ends end to end on a tiny run, and every bad input as one line with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from toydiff.sample_cli import main as sample_main
+from toydiff.train_cli import main as train_main
+
+from conftest import TINY_TRAIN_FLAGS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_train_writes_checkpoint_log_and_grid(trained_run):
+    assert {"ckpt.pt", "log.csv", "samples_cfg2.png"} <= set(os.listdir(trained_run))
+    assert torch.load(os.path.join(trained_run, "ckpt.pt"), weights_only=True)["step"] == 10
+
+
+def test_sample_writes_three_grids_and_a_complete_npz(trained_run, tmp_path):
+    out = str(tmp_path / "s")
+    sample_main(["--run", trained_run, "--n", "2", "--steps", "3", "--out", out, "--scale", "2.5"])
+    assert {"grid_none.png", "grid_cfg.png", "grid_negative.png", "samples.npz"} <= set(os.listdir(out))
+    d = np.load(os.path.join(out, "samples.npz"), allow_pickle=False)
+    n = 3 * 10 * 2
+    assert d["images"].shape == (n, 1, 8, 8) and d["images"].dtype == np.float32
+    assert 0 <= d["images"].min() and d["images"].max() <= 1
+    assert d["labels"].tolist() == list(np.repeat(np.arange(10), 2)) * 3
+    assert (d["negatives"][d["sets"] != "negative"] == -1).all()
+    neg = d["negatives"][d["sets"] == "negative"][:, 0]
+    assert neg.tolist() == ((np.repeat(np.arange(10), 2) + 1) % 10).tolist()
+    assert sorted(set(d["scales"].tolist())) == [1.0, 2.5]
+    assert d["seeds"][:20].tolist() == list(range(20)) and (d["seeds"][:20] == d["seeds"][20:40]).all()
+    assert json.loads(str(d["settings"]))["step"] == 10
+    # the s = 1 set and the CFG set share seeds but not images
+    assert not np.array_equal(d["images"][:20], d["images"][20:40])
+
+
+def test_removal_and_weighted_negatives(trained_run, tmp_path):
+    out = str(tmp_path / "r")
+    sample_main(["--run", trained_run, "--class", "none", "--negative", "7", "--n", "3", "--steps", "2",
+                 "--out", out])
+    d = np.load(os.path.join(out, "samples.npz"))
+    assert d["sets"].tolist() == ["none"] * 3 + ["removal"] * 3 and (d["labels"] == -1).all()
+    assert d["negatives"][3:, 0].tolist() == [7, 7, 7]
+    out = str(tmp_path / "w")
+    sample_main(["--run", trained_run, "--class", "3", "--negative", "8:3", "--negative", "5:1", "--n", "2",
+                 "--steps", "2", "--out", out])
+    d = np.load(os.path.join(out, "samples.npz"))
+    neg = d["sets"] == "negative"
+    assert d["negatives"][neg].tolist() == [[8, 5]] * 2
+    np.testing.assert_allclose(d["negative_weights"][neg], [[0.75, 0.25]] * 2)
+
+
+def run_main(main, argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    return exit_info.value.code, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "imagenet"], "invalid choice"),
+    (["--steps", "0"], "--steps must be >= 1"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--lr", "nan"], "--lr"),
+    (["--p-uncond", "1.5"], "--p-uncond"),
+    (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "nonsense"], "device"),
+    (["--dataset", "mnist", "--data-dir", "/nonexistent/folder"], "does not exist"),
+    (["--channel-mult", "1,x"], "comma-separated"),
+    (["--resume"], "nothing to resume"),
+])
+def test_train_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    run = str(tmp_path / "run")
+    code, err = run_main(train_main, ["--run", run, *argv], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not os.path.exists(os.path.join(run, "ckpt.pt"))
+
+
+def test_train_refuses_to_clobber_an_existing_run(trained_run, capsys):
+    before = os.path.getmtime(os.path.join(trained_run, "ckpt.pt"))
+    code, err = run_main(train_main, ["--run", trained_run, "--steps", "3", *TINY_TRAIN_FLAGS], capsys)
+    assert code == 2 and "already holds a run" in err and len(err.splitlines()) == 1
+    assert os.path.getmtime(os.path.join(trained_run, "ckpt.pt")) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--class", "10"], "out of range"),
+    (["--class", "-1"], "out of range"),
+    (["--class", "seven"], "--class expects"),
+    (["--negative", "10"], "out of range"),
+    (["--negative", "3:0"], "weight must be"),
+    (["--negative", "3:-1"], "weight must be"),
+    (["--negative", "a:b"], "K or K:WEIGHT"),
+    (["--scale", "nan"], "finite"),
+    (["--scale", "inf"], "finite"),
+    (["--steps", "0"], "--steps must be >= 1"),
+    (["--steps", "51"], "exceeds the model's T"),
+    (["--n", "0"], "--n must be >= 1"),
+    (["--sampler", "euler"], "invalid choice"),
+])
+def test_sample_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    code, err = run_main(sample_main, ["--run", trained_run, "--out", str(out), *argv], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (out / "samples.npz").exists()
+
+
+def test_bad_checkpoints_are_refused(tmp_path, capsys):
+    cases = {"missing.pt": None, "truncated.pt": b"PK\x03\x04 this is not a whole zip", "other.pt": "other"}
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    (tmp_path / "truncated.pt").write_bytes(cases["truncated.pt"])
+    for name, expect in [("missing.pt", "not found"), ("truncated.pt", "truncated"),
+                         ("other.pt", "not a toydiff checkpoint")]:
+        code, err = run_main(sample_main, ["--ckpt", str(tmp_path / name), "--out", str(tmp_path / "o")], capsys)
+        assert code == 2 and expect in err and len(err.splitlines()) == 1, err
+
+
+def test_scripts_exit_2_with_one_line_as_real_processes(tmp_path):
+    """The real entry points, not just main(): exit status 2, one line on stderr, no traceback."""
+    for script, args in [("sample.py", ["--ckpt", str(tmp_path / "none.pt")]), ("train.py", ["--steps", "-3"])]:
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

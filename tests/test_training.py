@@ -1,0 +1,88 @@
+"""Loss with label dropout, a short overfit, checkpoints (weights_only) and exact resume."""
+
+import csv
+import os
+
+import pytest
+import torch
+
+from toydiff import checkpoint
+from toydiff.data import load_dataset
+from toydiff.errors import UserError
+from toydiff.schedule import NoiseSchedule
+from toydiff.training import check_run_dir, diffusion_loss, train
+
+from conftest import tiny_config
+
+
+class LabelSpy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x, t, y):
+        self.seen.append(y.clone())
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("p, expect_null", [(0.0, 0.0), (1.0, 1.0), (0.5, 0.5)])
+def test_label_dropout_rate(p, expect_null):
+    spy = LabelSpy()
+    y = torch.randint(0, 10, (4000,), generator=torch.Generator().manual_seed(0))
+    diffusion_loss(spy, NoiseSchedule("cosine", 100), torch.zeros(4000, 1, 2, 2), y, p_uncond=p, null=10,
+                   generator=torch.Generator().manual_seed(1))
+    seen = spy.seen[0]
+    assert (seen == 10).float().mean().item() == pytest.approx(expect_null, abs=0.03)
+    kept = seen != 10
+    assert torch.equal(seen[kept], y[kept])                  # dropout only ever replaces by the null label
+
+
+def few_digits(n=32):
+    x, y = load_dataset("digits")[0].tensors
+    return torch.utils.data.TensorDataset(x[:n], y[:n])
+
+
+def read_log(run):
+    with open(os.path.join(run, "log.csv")) as f:
+        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+
+
+def test_a_short_overfit_lowers_the_loss(tmp_path):
+    train(tiny_config(steps=60, log_every=10, warmup=5, lr=3e-3), str(tmp_path), data=few_digits(),
+          device=torch.device("cpu"), progress=False)
+    losses = [loss for _, loss in read_log(tmp_path)]
+    assert len(losses) == 6 and losses[-1] < 0.6 * losses[0]
+
+
+def test_checkpoint_loads_with_weights_only_and_rebuilds_the_ema_model(tmp_path):
+    ema = train(tiny_config(steps=10), str(tmp_path), data=few_digits(), device=torch.device("cpu"), progress=False)
+    raw = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert raw["format"] == "toydiff" and raw["version"] == checkpoint.FORMAT_VERSION and raw["step"] == 10
+    assert set(raw) >= {"config", "model", "ema", "optimizer", "scheduler", "rng", "ema_updates"}
+    model, cfg, step = checkpoint.load_model(str(tmp_path / "ckpt.pt"))
+    assert step == 10 and cfg == tiny_config(steps=10)
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([3, 50]), torch.tensor([1, 10])
+    torch.testing.assert_close(model(x, t, y), ema(x, t, y))
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    """Resuming from the step-10 checkpoint of a 20-step run replays steps 11..20 bit for bit."""
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    data, cpu, cfg = few_digits(), torch.device("cpu"), tiny_config(steps=20, keep_every=10)
+    train(cfg, straight, data=data, device=cpu, progress=False)
+    train(cfg, resumed, data=data, device=cpu, resume_from=os.path.join(straight, "ckpt_step10.pt"), progress=False)
+    assert [row for row in read_log(straight) if row[0] > 10] == read_log(resumed)
+    a, b = torch.load(os.path.join(straight, "ckpt.pt")), torch.load(os.path.join(resumed, "ckpt.pt"))
+    for key in ("model", "ema", "optimizer"):
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
+    train(tiny_config(steps=5, ckpt_every=5), str(tmp_path), data=few_digits(), device=torch.device("cpu"),
+          progress=False)
+    with pytest.raises(UserError, match="already holds a run"):
+        check_run_dir(str(tmp_path), resume=False, overwrite=False)
+    assert check_run_dir(str(tmp_path), resume=True, overwrite=False) == str(tmp_path / "ckpt.pt")
+    assert check_run_dir(str(tmp_path), resume=False, overwrite=True) is None
+    with pytest.raises(UserError, match="nothing to resume"):
+        check_run_dir(str(tmp_path / "empty"), resume=True, overwrite=False)
