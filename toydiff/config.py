@@ -86,7 +86,7 @@ def from_dict(d: dict) -> Config:
 PRESETS: dict[str, dict[str, dict]] = {
     "digits": dict(
         model=dict(in_channels=1, image_size=8, width=32, channel_mult=(1, 2), num_res_blocks=1),
-        train=dict(steps=3000, batch_size=128, lr=2e-3, ckpt_every=500),
+        train=dict(steps=3000, batch_size=128, lr=2e-3, ckpt_every=500, keep_every=500),
     ),
     "mnist": dict(
         model=dict(in_channels=1, image_size=28, width=64, channel_mult=(1, 2, 2), num_res_blocks=2),
