@@ -4,6 +4,7 @@
     python sample.py --class 3 --negative 8 --scale 5
     python sample.py --class 3 --negative 8:0.7 --negative 5:0.3   # several weighted negatives
     python sample.py --class none --negative 7        # removal: "anything but 7"
+    python sample.py --ref-ckpt runs/digits/ckpt_step500.pt   # + autoguidance (ref = an early checkpoint)
 
 Writes grid_<set>.png per set and samples.npz (images in [0, 1], labels, negatives, scales, seeds, settings).
 Guidance scale convention: eps = eps_ref + s (eps_pos - eps_ref); s = 1 is no guidance; Ho & Salimans' w = s - 1.
@@ -60,6 +61,18 @@ def parse_class(text: str) -> str | int:
         raise UserError(f"--class expects an integer, 'all' or 'none', got {text!r}") from None
 
 
+def parse_interval(text: str) -> tuple[int, int]:
+    """'LO:HI' -> (LO, HI), timestep indices."""
+    lo, sep, hi = text.partition(":")
+    try:
+        interval = int(lo), int(hi)
+    except ValueError:
+        interval = None
+    if not sep or interval is None or interval[0] > interval[1]:
+        raise UserError(f"--interval expects LO:HI with integer timesteps LO <= HI (e.g. 200:800), got {text!r}")
+    return interval
+
+
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="sample.py", description="Sample a toydiff run with CFG and negative guidance.")
     p.add_argument("--run", default="runs/digits", help="run folder holding ckpt.pt (default runs/digits)")
@@ -79,6 +92,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--weights", choices=("ema", "model"), default="ema")
     p.add_argument("--batch-size", type=int, default=256)
+    g = p.add_argument_group("beyond CFG")
+    g.add_argument("--ref-ckpt", default=None, help="autoguidance: add a set guided away from the same labels "
+                   "through this worse checkpoint (e.g. <run>/ckpt_step500.pt)")
+    g.add_argument("--interval", type=parse_interval, default=None, metavar="LO:HI",
+                   help="guide only for t in [LO, HI] (timestep indices 0..T-1), s = 1 elsewhere")
+    g.add_argument("--rescale", type=float, default=0.0, help="guidance rescale phi (Lin et al. 2023); 0 = off")
     return p
 
 
@@ -96,13 +115,22 @@ def _main(argv: list[str] | None) -> None:
     if args.sampler == "ddim" and args.steps is not None and args.steps > cfg.diffusion.timesteps:
         raise UserError(f"--steps {args.steps} exceeds the model's T = {cfg.diffusion.timesteps}")
     sets = plan_sets(args, cfg.model.num_classes)
+    ref_model = None
+    if args.ref_ckpt:
+        ref_model, ref_cfg, ref_step = checkpoint.load_model(args.ref_ckpt, device=device, weights=args.weights)
+        if ref_cfg.model.num_classes != cfg.model.num_classes or ref_cfg.diffusion != cfg.diffusion:
+            raise UserError(f"--ref-ckpt {args.ref_ckpt} has other classes or another noise schedule than "
+                            f"{ckpt_path}; autoguidance needs the same task")
+        if args.cls != "none":
+            sets.append(SampleSet("autoguidance", sets[0].labels, [], args.scale))
     schedule = NoiseSchedule.from_config(cfg.diffusion)
     _make_out(out)
 
     seeds = list(range(args.seed, args.seed + len(sets[0].labels)))
     results = []
     for s in sets:
-        g = guide(model, s.labels, scale=s.scale, negatives=s.negatives)
+        g = guide(model, s.labels, scale=s.scale, negatives=s.negatives, interval=args.interval,
+                  rescale=args.rescale, ref_model=ref_model if s.name == "autoguidance" else None)
         images = generate(g, schedule, seeds=seeds, sampler=args.sampler, steps=args.steps, eta=args.eta,
                           batch_size=args.batch_size)
         path = os.path.join(out, f"grid_{s.name}.png")
@@ -111,7 +139,8 @@ def _main(argv: list[str] | None) -> None:
         results.append((s, images))
     settings = dict(ckpt=ckpt_path, step=step, sampler=args.sampler, steps=args.steps, eta=args.eta,
                     seed=args.seed, n_per_class=args.n, weights=args.weights,
-                    sets=[dict(name=s.name, scale=s.scale) for s in sets],
+                    sets=[dict(name=s.name, scale=s.scale) for s in sets], ref_ckpt=args.ref_ckpt,
+                    interval=args.interval, rescale=args.rescale,
                     convention="eps = eps_ref + s (eps_pos - eps_ref); w = s - 1")
     path = os.path.join(out, "samples.npz")
     write_npz(path, results, seeds, cfg.model.num_classes, settings)
@@ -129,6 +158,8 @@ def _check_args(args) -> None:
         raise UserError(f"--eta must be >= 0, got {args.eta}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 0 <= args.rescale <= 1:
+        raise UserError(f"--rescale must lie in [0, 1], got {args.rescale}")
 
 
 def plan_sets(args, num_classes: int) -> list[SampleSet]:

@@ -50,7 +50,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dataset", default="digits", choices=DATASETS, help="default: digits (embedded, no download)")
     p.add_argument("--data-dir", default=None, help="torchvision data folder (default ./data)")
     p.add_argument("--download", action="store_true", help="download the dataset into --data-dir")
-    p.add_argument("--run", default=None, help="run folder (default runs/<dataset>)")
+    p.add_argument("--run", "--run-dir", dest="run", default=None,
+                   help="run folder (default runs/<dataset>); under torchrun spell it --run-dir")
     p.add_argument("--resume", action="store_true", help="continue the run in --run from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --run")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
