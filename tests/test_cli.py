@@ -128,3 +128,33 @@ def test_scripts_exit_2_with_one_line_as_real_processes(tmp_path):
                               cwd=tmp_path, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_autoguidance_with_the_same_checkpoint_equals_no_guidance(trained_run, tmp_path):
+    out = str(tmp_path / "auto")
+    sample_main(["--run", trained_run, "--ref-ckpt", os.path.join(trained_run, "ckpt.pt"), "--n", "2",
+                 "--steps", "3", "--out", out])
+    d = np.load(os.path.join(out, "samples.npz"))
+    assert "autoguidance" in d["sets"].tolist()
+    np.testing.assert_allclose(d["images"][d["sets"] == "autoguidance"], d["images"][d["sets"] == "none"],
+                               atol=1e-4)
+
+
+def test_an_interval_covering_every_t_equals_plain_guidance(trained_run, tmp_path):
+    args = ["--run", trained_run, "--class", "4", "--n", "3", "--steps", "4"]
+    sample_main([*args, "--out", str(tmp_path / "plain")])
+    sample_main([*args, "--out", str(tmp_path / "all"), "--interval", "0:49"])        # the tiny run has T = 50
+    sample_main([*args, "--out", str(tmp_path / "empty"), "--interval", "50:60"])
+    plain, every, empty = (np.load(tmp_path / k / "samples.npz") for k in ("plain", "all", "empty"))
+    cfg = plain["sets"] == "cfg"
+    np.testing.assert_allclose(every["images"][cfg], plain["images"][cfg], atol=1e-5)
+    np.testing.assert_allclose(empty["images"][cfg], plain["images"][plain["sets"] == "none"], atol=1e-5)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--interval", "800"], "--interval expects"), (["--interval", "9:3"], "--interval expects"),
+    (["--rescale", "2"], "--rescale"), (["--ref-ckpt", "/nonexistent.pt"], "not found"),
+])
+def test_beyond_cfg_bad_input(trained_run, tmp_path, capsys, argv, message):
+    code, err = run_main(sample_main, ["--run", trained_run, "--out", str(tmp_path / "o"), *argv], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
