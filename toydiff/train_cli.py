@@ -47,7 +47,8 @@ def int_list(text: str) -> tuple[int, ...]:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="train.py", description="Train a class-conditional diffusion model (toydiff).")
-    p.add_argument("--dataset", default="digits", choices=DATASETS, help="default: digits (embedded, no download)")
+    p.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="default: digits (embedded, no download), or the resumed run's")
     p.add_argument("--data-dir", default=None, help="torchvision data folder (default ./data)")
     p.add_argument("--download", action="store_true", help="download the dataset into --data-dir")
     p.add_argument("--run", "--run-dir", dest="run", default=None,
@@ -89,19 +90,18 @@ def main(argv: list[str] | None = None) -> None:
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     given = {k for k in CONFIG_FLAGS if getattr(args, k) is not None}
-    run_dir = args.run or os.path.join("runs", args.dataset)
+    run_dir = args.run or os.path.join("runs", args.dataset or "digits")
     resume_from = check_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
-    cfg = checkpoint.config_of(checkpoint.load(resume_from)) if resume_from else preset(args.dataset)
+    cfg = checkpoint.config_of(checkpoint.load(resume_from)) if resume_from else preset(args.dataset or "digits")
     if resume_from:
         _check_resume_flags(args, cfg, given)
     for key in given:
         section, field = CONFIG_FLAGS[key]
         setattr(getattr(cfg, section), field, getattr(args, key))
-    if not resume_from:
+    if args.data_dir is not None or not resume_from:       # the data may have moved since the run started
         cfg.train.data_dir = args.data_dir
     check_config(cfg)
-    device, = (resolve_device(args.device),)
-    dist_info, device = init_distributed(device)
+    dist_info, device = init_distributed(resolve_device(args.device))
     data, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True, download=args.download)
     if not resume_from:
         cfg.model = dataclasses.replace(cfg.model, in_channels=info.shape[0], image_size=info.shape[1],
@@ -126,7 +126,7 @@ def _main(argv: list[str] | None) -> None:
 
 def _check_resume_flags(args, stored, given: set[str]) -> None:
     """On --resume the stored config wins; a flag that contradicts it is an error, not silently ignored."""
-    if args.dataset != stored.train.dataset and "--dataset" in " ".join(sys.argv):
+    if args.dataset not in (None, stored.train.dataset):
         raise UserError(f"--dataset {args.dataset} differs from the resumed run's {stored.train.dataset}")
     for key in sorted(given - RESUMABLE):
         section, field = CONFIG_FLAGS[key]
