@@ -86,3 +86,12 @@ def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
     assert check_run_dir(str(tmp_path), resume=False, overwrite=True) is None
     with pytest.raises(UserError, match="nothing to resume"):
         check_run_dir(str(tmp_path / "empty"), resume=True, overwrite=False)
+
+
+def test_bf16_autocast_trains_on_the_cpu_and_fp16_needs_cuda(tmp_path):
+    train(tiny_config(steps=3, amp="bf16"), str(tmp_path / "bf16"), data=few_digits(), device=torch.device("cpu"),
+          progress=False)
+    assert read_log(str(tmp_path / "bf16"))[-1][0] == 3
+    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+        train(tiny_config(steps=3, amp="fp16"), str(tmp_path / "fp16"), data=few_digits(),
+              device=torch.device("cpu"), progress=False)
