@@ -147,7 +147,7 @@ def train_judge(cfg: JudgeConfig, train_x: torch.Tensor, train_y: torch.Tensor, 
     """AdamW + one-cycle LR, cross-entropy, shift augmentation; returns the judge in eval mode with
     `test_accuracy` measured on (test_x, test_y)."""
     device = torch.device(device)
-    with _threads(1 if device.type == "cpu" and cfg.image_size < 16 else None):
+    with threads(1 if device.type == "cpu" and cfg.image_size < 16 else None):
         judge, step = _fit(cfg, train_x, train_y, device=device, seed=seed, max_steps=max_steps)
         judge.test_accuracy = accuracy(judge, test_x, test_y)
     if verbose:
@@ -157,9 +157,9 @@ def train_judge(cfg: JudgeConfig, train_x: torch.Tensor, train_y: torch.Tensor, 
 
 
 @contextmanager
-def _threads(n: int | None):
-    """Run with `n` intra-op threads (None: unchanged). An 8x8 CNN is too small to split across threads:
-    on a busy 2-core CPU one thread trains the digits judge ~20x faster than two."""
+def threads(n: int | None):
+    """Run with `n` torch intra-op threads (None: unchanged). An 8x8 CNN or a 128 x 128 eigh is too small to
+    split across threads: on a busy 2-core CPU one thread is ~20x faster than two."""
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -178,7 +178,8 @@ def _fit(cfg: JudgeConfig, train_x: torch.Tensor, train_y: torch.Tensor, *, devi
     per_epoch = max(1, n // cfg.batch_size)
     total = cfg.epochs * per_epoch if max_steps is None else max(1, min(max_steps, cfg.epochs * per_epoch))
     opt = torch.optim.AdamW(judge.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.2)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.2)
+             if total >= 10 else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))   # a few test steps
     t0, step = time.time(), 0
     judge.train()
     while step < total:

@@ -1,0 +1,414 @@
+"""Benchmarks: ratios measured side by side in one process, plus absolute numbers labelled with the device.
+
+    python -m toydiff.bench                         # train, guided-step, samplers, memory (the cheap ones)
+    python -m toydiff.bench train guided-step       # named cases
+    nice python -m toydiff.bench time-to-quality    # trains the digits preset from scratch: run it alone
+    python -m toydiff.bench train --dataset mnist --data-dir ~/data --device cuda
+
+Cases:
+    train            images/s of toydiff's training loop and of its UNet in a plain loop, against a plain
+                     reference (a ContextUnet-style net in the manner of TeaPearce's Conditional_Diffusion_MNIST,
+                     written here, sized to about the same parameter count); same data, same batch
+    guided-step      one guided step (pos + one negative in ONE batched forward) vs an unguided step vs the same
+                     two branches as two separate forwards
+    samplers         DDIM-50 vs DDPM-1000: seconds per image and judge accuracy, same checkpoint and seeds (CFG s = 3)
+    time-to-quality  train the dataset preset from scratch (keep_every 250) into a temp folder, then score each kept
+                     checkpoint (judge accuracy of CFG s = 3 DDIM-50 samples); the first step >= 97% and the training
+                     seconds stored in that checkpoint (evaluation not counted)
+    memory           peak RSS (resource.getrusage) after training steps and after sampling; CUDA max allocated
+
+These are measurements, not tests: nothing here asserts a time. Run the heavy cases once, on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoint
+from .classifier import judge_for, predict
+from .config import preset
+from .data import load_dataset
+from .errors import ArgumentParser, UserError, run_cli
+from .guidance import guide
+from .pipeline import generate
+from .runtime import resolve_device
+from .schedule import NoiseSchedule
+from .training import diffusion_loss, train
+from .unet import UNet
+
+CASES = ("train", "guided-step", "samplers", "time-to-quality", "memory")
+DEFAULT_CASES = ("train", "guided-step", "samplers", "memory")
+
+
+# ---------------------------------------------------------------- where it ran
+
+def device_label(device: torch.device) -> str:
+    """'NVIDIA H100 80GB HBM3' or 'AMD EPYC 7B13, 2 cores (2 torch threads)'."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, torch {torch.__version__})"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores ({torch.get_num_threads()} torch threads, torch {torch.__version__})"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, *, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall seconds of `fn()` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------- the plain reference for `train`
+
+class RefBlock(nn.Module):
+    """conv-BN-GELU twice; with `residual`, the input (or the first conv's output) is added and scaled by 1/sqrt 2."""
+
+    def __init__(self, c_in: int, c_out: int, residual: bool = False):
+        super().__init__()
+        self.residual = residual
+        self.a = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.GELU())
+        self.b = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.GELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        out = self.b(h)
+        if not self.residual:
+            return out
+        return ((x if x.shape == out.shape else h) + out) / 2 ** 0.5
+
+
+def _mlp(d_in: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+
+
+class ReferenceUNet(nn.Module):
+    """A ContextUnet-style baseline (the popular single-file MNIST CFG script's layout): two down blocks with
+    max-pool, a pooled bottleneck vector, transposed-conv ups whose features are scaled by a class embedding
+    and shifted by an embedding of t / T. The null label is an all-zero one-hot. forward(x, t, y) -> eps."""
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, n_feat: int, T: int):
+        super().__init__()
+        if image_size % 4:
+            raise UserError(f"the reference net needs an image size divisible by 4, got {image_size}")
+        self.num_classes, self.T, f = num_classes, T, n_feat
+        self.init = RefBlock(in_channels, f, residual=True)
+        self.down1 = nn.Sequential(RefBlock(f, f), nn.MaxPool2d(2))
+        self.down2 = nn.Sequential(RefBlock(f, 2 * f), nn.MaxPool2d(2))
+        pool = image_size // 4
+        self.to_vec = nn.Sequential(nn.AvgPool2d(pool), nn.GELU())
+        self.t1, self.t2 = _mlp(1, 2 * f), _mlp(1, f)
+        self.c1, self.c2 = _mlp(num_classes, 2 * f), _mlp(num_classes, f)
+        self.up0 = nn.Sequential(nn.ConvTranspose2d(2 * f, 2 * f, pool, pool), nn.GroupNorm(8, 2 * f), nn.ReLU())
+        self.up1 = nn.Sequential(nn.ConvTranspose2d(4 * f, f, 2, 2), RefBlock(f, f), RefBlock(f, f))
+        self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * f, f, 2, 2), RefBlock(f, f), RefBlock(f, f))
+        self.out = nn.Sequential(nn.Conv2d(2 * f, f, 3, padding=1), nn.GroupNorm(8, f), nn.ReLU(),
+                                 nn.Conv2d(f, in_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = self.init(x)
+        d1 = self.down1(x)
+        d2 = self.down2(d1)
+        hidden = self.to_vec(d2)
+        onehot = F.one_hot(y, self.num_classes + 1)[:, :self.num_classes].float()      # null -> all zeros
+        tt = (t.float() / self.T)[:, None]
+        u1 = self.up0(hidden)
+        u2 = self.up1(torch.cat([self.c1(onehot)[..., None, None] * u1 + self.t1(tt)[..., None, None], d2], 1))
+        u3 = self.up2(torch.cat([self.c2(onehot)[..., None, None] * u2 + self.t2(tt)[..., None, None], d1], 1))
+        return self.out(torch.cat([u3, x], 1))
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def matched_reference(target: int, in_channels: int, image_size: int, num_classes: int, T: int) -> ReferenceUNet:
+    """The ReferenceUNet whose parameter count is closest to `target` (n_feat a multiple of 8)."""
+    best = min(range(8, 257, 8), key=lambda f: abs(n_params(ReferenceUNet(in_channels, image_size, num_classes,
+                                                                          f, T)) - target))
+    return ReferenceUNet(in_channels, image_size, num_classes, best, T)
+
+
+# ---------------------------------------------------------------- cases
+
+def case_train(ctx: "Context") -> dict:
+    cfg = ctx.cfg
+    steps, warm = ctx.args.train_steps, 5
+    images, labels = ctx.train_data.tensors
+    B = cfg.train.batch_size
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    toy = UNet(cfg.model)
+    ref = matched_reference(n_params(toy), cfg.model.in_channels, cfg.model.image_size, cfg.model.num_classes,
+                            cfg.diffusion.timesteps)
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, len(images), (B,), generator=g) for _ in range(steps + warm)]
+
+    def plain_loop(model: nn.Module) -> float:
+        """Adam, the same loss (label dropout 0.1), the same batches; images/s after `warm` steps."""
+        model = model.to(ctx.device).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        gen = torch.Generator(device=ctx.device).manual_seed(0)
+        t0 = 0.0
+        for i, idx in enumerate(batches):
+            if i == warm:
+                sync(ctx.device)
+                t0 = time.perf_counter()
+            x0, y = images[idx].to(ctx.device), labels[idx].to(ctx.device)
+            loss = diffusion_loss(model, schedule, x0, y, p_uncond=0.1, null=cfg.model.num_classes, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync(ctx.device)
+        return steps * B / (time.perf_counter() - t0)
+
+    ref_ips = plain_loop(ref)
+    toy_ips = plain_loop(toy)
+    with tempfile.TemporaryDirectory() as tmp:           # the real loop: EMA, clipping, LR schedule, checkpoints
+        full = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, ckpt_every=10 ** 9,
+                                                                  keep_every=0, log_every=10 ** 9, warmup=1))
+        train(full, tmp, data=ctx.train_data, device=ctx.device, progress=False)
+        seconds = float(checkpoint.load(os.path.join(tmp, "ckpt.pt"))["seconds"])
+    loop_ips = steps * B / seconds
+    return dict(batch=B, steps=steps, toydiff_params=n_params(toy), reference_params=n_params(ref),
+                reference_n_feat=ref.up0[0].in_channels // 2, reference_images_per_s=ref_ips,
+                toydiff_unet_images_per_s=toy_ips, toydiff_train_loop_images_per_s=loop_ips,
+                ratio_unet_vs_reference=toy_ips / ref_ips, ratio_train_loop_vs_reference=loop_ips / ref_ips,
+                note="toydiff's train() includes EMA, grad clipping, LR schedule, one final checkpoint write")
+
+
+def case_guided_step(ctx: "Context") -> dict:
+    model, _ = ctx.model(trained=False)
+    K, n = ctx.cfg.model.num_classes, ctx.args.n * ctx.cfg.model.num_classes
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, ctx.cfg.model.in_channels, ctx.cfg.model.image_size, ctx.cfg.model.image_size,
+                    generator=g).to(ctx.device)
+    t = torch.full((n,), ctx.cfg.diffusion.timesteps // 2, device=ctx.device)
+    pos = torch.arange(K, device=ctx.device).repeat_interleave(ctx.args.n)
+    neg = (pos + 1) % K
+    batched = guide(model, pos, scale=3.0, negatives=[(neg, 1.0)])
+    unguided = guide(model, pos, scale=1.0)
+
+    def separate():
+        e_pos, e_neg = model(x, t, pos), model(x, t, neg)            # the same two branches, two forwards
+        return e_neg + 3.0 * (e_pos - e_neg)
+
+    with torch.no_grad():
+        assert torch.allclose(batched(x, t), separate(), atol=1e-4), "batched and separate guidance differ"
+        r = ctx.args.repeats
+        tb, tu, ts = (timed(lambda f=f: f(x, t) if f is not separate else f(), ctx.device, repeats=r)
+                      for f in (batched, unguided, separate))
+    return dict(batch=n, batched_guided_ms=1e3 * tb, unguided_ms=1e3 * tu, two_separate_forwards_ms=1e3 * ts,
+                ratio_batched_vs_unguided=tb / tu, ratio_batched_vs_separate=tb / ts,
+                batched_no_costlier_than_separate=bool(tb <= ts * 1.05))
+
+
+def case_samplers(ctx: "Context") -> dict:
+    model, step = ctx.model(trained=True)
+    judge = ctx.judge()
+    K = ctx.cfg.model.num_classes
+    labels = torch.arange(K, device=ctx.device).repeat_interleave(ctx.args.n)
+    seeds = list(range(len(labels)))
+    schedule = NoiseSchedule.from_config(ctx.cfg.diffusion)
+    out = dict(checkpoint_step=step, n=len(labels), scale=3.0)
+    for name, sampler, steps in (("ddim50", "ddim", 50), ("ddpm1000", "ddpm", schedule.T)):
+        sync(ctx.device)
+        t0 = time.perf_counter()
+        images = generate(guide(model, labels, scale=3.0), schedule, seeds=seeds, sampler=sampler, steps=steps)
+        sync(ctx.device)
+        sec = time.perf_counter() - t0
+        out[f"{name}_seconds_per_image"] = sec / len(labels)
+        out[f"{name}_accuracy"] = (predict(judge, images) == labels.cpu()).float().mean().item()
+    out["ratio_ddpm_vs_ddim_time"] = out["ddpm1000_seconds_per_image"] / out["ddim50_seconds_per_image"]
+    return out
+
+
+def case_time_to_quality(ctx: "Context") -> dict:
+    cfg = dataclasses.replace(ctx.cfg, train=dataclasses.replace(ctx.cfg.train, keep_every=ctx.args.keep_every))
+    judge = ctx.judge()
+    K = cfg.model.num_classes
+    labels = torch.arange(K, device=ctx.device).repeat_interleave(ctx.args.n)
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    rows, first = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"  training the {cfg.train.dataset} preset from scratch ({cfg.train.steps} steps, keep_every "
+              f"{cfg.train.keep_every}) in {tmp}", flush=True)
+        train(cfg, tmp, data=ctx.train_data, device=ctx.device, progress=False)
+        kept = sorted((int(f[len("ckpt_step"):-3]), f) for f in os.listdir(tmp) if f.startswith("ckpt_step"))
+        for step, name in kept:
+            path = os.path.join(tmp, name)
+            model, _, _ = checkpoint.load_model(path, device=ctx.device)
+            seconds = float(checkpoint.load(path)["seconds"])
+            images = generate(guide(model, labels, scale=3.0), schedule, seeds=list(range(len(labels))))
+            acc = (predict(judge, images) == labels.cpu()).float().mean().item()
+            rows.append(dict(step=step, train_seconds=round(seconds, 1), accuracy=acc))
+            print(f"    step {step:>5}: {seconds:7.1f} s of training, judge accuracy {acc:.1%}", flush=True)
+            if first is None and acc >= ctx.args.target:
+                first = rows[-1]
+    return dict(target=ctx.args.target, n=len(labels), scale=3.0, sampler="ddim50", checkpoints=rows,
+                first_step_reaching_target=first["step"] if first else None,
+                train_seconds_to_target=first["train_seconds"] if first else None)
+
+
+def case_memory(ctx: "Context") -> dict:
+    def rss_mb() -> float:
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss          # KiB on Linux, bytes on macOS
+        return kb / 1024 ** (2 if sys.platform == "darwin" else 1)
+
+    def cuda_mb() -> float | None:
+        return torch.cuda.max_memory_allocated(ctx.device) / 2 ** 20 if ctx.device.type == "cuda" else None
+
+    out = dict(peak_rss_mb_at_start=rss_mb())
+    if ctx.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(ctx.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        short = dataclasses.replace(ctx.cfg, train=dataclasses.replace(ctx.cfg.train, steps=ctx.args.train_steps,
+                                                                       ckpt_every=10 ** 9, keep_every=0))
+        model = train(short, tmp, data=ctx.train_data, device=ctx.device, progress=False)
+    out.update(peak_rss_mb_after_training=rss_mb(), cuda_max_allocated_mb_training=cuda_mb(),
+               train_batch=ctx.cfg.train.batch_size)
+    if ctx.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(ctx.device)
+    labels = torch.arange(ctx.cfg.model.num_classes, device=ctx.device).repeat_interleave(ctx.args.n)
+    K = ctx.cfg.model.num_classes
+    generate(guide(model.eval(), labels, scale=3.0, negatives=[((labels + 1) % K, 1.0)]),
+             NoiseSchedule.from_config(ctx.cfg.diffusion), seeds=list(range(len(labels))), steps=10)
+    out.update(peak_rss_mb_after_sampling=rss_mb(), cuda_max_allocated_mb_sampling=cuda_mb(),
+               sample_batch=len(labels))
+    return out
+
+
+RUNNERS = {"train": case_train, "guided-step": case_guided_step, "samplers": case_samplers,
+           "time-to-quality": case_time_to_quality, "memory": case_memory}
+
+
+# ---------------------------------------------------------------- shared state and the front end
+
+class Context:
+    """Lazily loaded config, data, checkpoint and judge shared by the cases of one invocation."""
+
+    def __init__(self, args, device: torch.device):
+        self.args, self.device = args, device
+        self.cfg = preset(args.dataset)
+        self.cfg.train.data_dir = args.data_dir
+        self._train_data = self._model = self._judge = None
+        self.run_dir = args.run or os.path.join("runs", args.dataset)
+
+    @property
+    def train_data(self):
+        if self._train_data is None:
+            data, info = load_dataset(self.args.dataset, self.args.data_dir, train=True)
+            self.cfg.model = dataclasses.replace(self.cfg.model, in_channels=info.shape[0],
+                                                 image_size=info.shape[1], num_classes=info.num_classes)
+            self._train_data = data
+        return self._train_data
+
+    def model(self, *, trained: bool) -> tuple[nn.Module, int | None]:
+        """The run's EMA model if it exists (its config then wins); else, unless `trained`, a fresh preset UNet."""
+        path = os.path.join(self.run_dir, "ckpt.pt")
+        if os.path.isfile(path):
+            if self._model is None:
+                model, cfg, step = checkpoint.load_model(path, device=self.device)
+                self.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, data_dir=self.args.data_dir))
+                self._model = (model, step)
+            return self._model
+        if trained:
+            raise UserError(f"this case needs a trained checkpoint: {path} does not exist; train one with "
+                            f"`python train.py --dataset {self.args.dataset}` or pass --run DIR")
+        self.train_data                                      # noqa: B018 - fixes the model shape from the data
+        return UNet(self.cfg.model).to(self.device).eval().requires_grad_(False), None
+
+    def judge(self):
+        if self._judge is None:
+            cache = self.run_dir if os.path.isdir(self.run_dir) else None
+            self._judge = judge_for(cache, dataset=self.args.dataset, data_dir=self.args.data_dir, device=self.device)
+        return self._judge
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m toydiff.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("cases", nargs="*", default=[], metavar="case",
+                   help=f"any of {', '.join(CASES)} (default: {' '.join(DEFAULT_CASES)})")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dataset", default="digits", choices=("digits", "mnist", "fashion-mnist", "cifar10"))
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--run", default=None, help="trained run for guided-step / samplers (default runs/<dataset>)")
+    p.add_argument("--n", type=int, default=10, help="samples per class (default 10)")
+    p.add_argument("--train-steps", type=int, default=30, help="timed steps per model in `train` (default 30)")
+    p.add_argument("--repeats", type=int, default=7, help="timed repeats in guided-step (median)")
+    p.add_argument("--keep-every", type=int, default=250, help="time-to-quality: checkpoint spacing")
+    p.add_argument("--target", type=float, default=0.97, help="time-to-quality: judge accuracy to reach")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    return p
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return f"[{len(v)} rows]"
+    return str(v)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    for flag in ("n", "train_steps", "repeats", "keep_every"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        raise UserError(f"unknown case {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    device = resolve_device(args.device)
+    cases = list(dict.fromkeys(args.cases)) or list(DEFAULT_CASES)
+    ctx = Context(args, device)
+    label = device_label(device)
+    print(f"toydiff bench on {label}; dataset {args.dataset}")
+    results = {"device": label, "dataset": args.dataset, "cases": {}}
+    for name in cases:
+        print(f"[{name}]", flush=True)
+        t0 = time.time()
+        r = RUNNERS[name](ctx)
+        r["wall_seconds"] = round(time.time() - t0, 1)
+        results["cases"][name] = r
+        for k, v in r.items():
+            if k != "checkpoints":
+                print(f"  {k:<40} {_fmt(v)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

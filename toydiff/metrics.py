@@ -1,0 +1,323 @@
+"""Sample-quality metrics measured by the independent judge (`classifier.py`), never by the diffusion model.
+
+For one set of samples (images, requested labels, negatives):
+    accuracy        share classified as the requested class (over samples with a label >= 0)
+    neg_rate        share classified as any of that sample's negative classes (over samples with one)
+    frequencies     share of samples per predicted class (unconditional and removal sets)
+    fid             classifier-FID: Frechet distance between Gaussians fitted to the judge's penultimate
+                    features of the samples and of the REAL test split (Heusel et al. 2017, eq. 6, with the
+                    judge in place of Inception):  ||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2))
+    fid_class       the same per requested class against that class's real test images; the mean is reported
+    diversity       mean pairwise feature distance within a requested class, divided by the same on the real
+                    test images of that class, averaged over classes (1 = as varied as real data; < 1 = collapse)
+
+FID is biased upwards at small N (here 20-200 samples against ~36-360 real ones), so compare numbers only at
+equal N; the `real` reference row (real TRAINING images scored against the test split at the same N) is the floor.
+
+`samples.npz` (see `sample_cli.write_npz`) holds images in [0, 1]; the judge takes [-1, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .classifier import Judge, features, predict, threads
+from .errors import UserError
+
+NPZ_KEYS = ("images", "labels", "negatives", "sets")
+
+
+# ---------------------------------------------------------------- label metrics (pure functions of predictions)
+
+def class_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Share of samples with labels >= 0 predicted as their label; nan when no sample has a label."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    has = labels >= 0
+    return float((pred[has] == labels[has]).mean()) if has.any() else math.nan
+
+
+def negative_rate(pred: np.ndarray, negatives: np.ndarray) -> float:
+    """Share of samples (that have at least one negative) predicted as ANY of their negatives; negatives is
+    (N, J) with -1 for none. nan when no sample has a negative."""
+    pred, negatives = np.asarray(pred), np.asarray(negatives).reshape(len(pred), -1)
+    has = (negatives >= 0).any(1)
+    if not has.any():
+        return math.nan
+    hit = (negatives == pred[:, None]) & (negatives >= 0)
+    return float(hit.any(1)[has].mean())
+
+
+def class_frequencies(pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K,) share of samples predicted as each class."""
+    pred = np.asarray(pred)
+    return np.bincount(pred, minlength=num_classes)[:num_classes] / max(1, len(pred))
+
+
+# ---------------------------------------------------------------- feature metrics
+
+def gaussian_stats(feats: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D), float64 (unbiased; zero covariance for a single sample)."""
+    f = np.asarray(feats, dtype=np.float64)
+    mu = f.mean(0)
+    d = f - mu
+    cov = d.T @ d / (len(f) - 1) if len(f) > 1 else np.zeros((f.shape[1], f.shape[1]))
+    return mu, cov
+
+
+def _eigvalsh(a: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.eigvalsh((a + a.T) / 2)
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """d^2 = ||mu1 - mu2||^2 + tr(C1) + tr(C2) - 2 tr((C1 C2)^(1/2)), in float64.
+
+    tr((C1 C2)^(1/2)) = tr((S C2 S)^(1/2)) with S = C1^(1/2): S C2 S is symmetric PSD and similar to C1 C2,
+    so both square roots come from a symmetric eigendecomposition (torch.linalg.eigh; no scipy sqrtm, no
+    complex round-off). Negative round-off eigenvalues are clipped to 0."""
+    mu1, mu2, cov1, cov2 = (torch.as_tensor(np.asarray(a), dtype=torch.float64) for a in (mu1, mu2, cov1, cov2))
+    with threads(1):                                  # a D x D eigh is far faster on one thread than on a busy two
+        w, v = torch.linalg.eigh((cov1 + cov1.T) / 2)
+        s = (v * w.clamp_min(0).sqrt()) @ v.T         # C1^(1/2)
+        tr_sqrt = _eigvalsh(s @ cov2 @ s).clamp_min(0).sqrt().sum()
+    d2 = float(((mu1 - mu2) ** 2).sum() + cov1.trace() + cov2.trace() - 2 * tr_sqrt)
+    return max(d2, 0.0)
+
+
+def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+    return frechet_distance(*gaussian_stats(f1), *gaussian_stats(f2))
+
+
+def mean_pairwise_distance(feats: np.ndarray) -> float:
+    """Mean Euclidean distance over distinct pairs; nan for fewer than two points."""
+    f = torch.as_tensor(np.asarray(feats), dtype=torch.float64)
+    if len(f) < 2:
+        return math.nan
+    with threads(1):
+        return float(torch.pdist(f).mean())
+
+
+# ---------------------------------------------------------------- the real reference
+
+@dataclass
+class RealReference:
+    """Judge features of the real test split (and of an equal-size real training draw, the FID floor)."""
+    feats: np.ndarray            # (M, D)
+    labels: np.ndarray           # (M,)
+    num_classes: int
+    train_feats: np.ndarray      # (M', D) real training images, for the `real` reference row
+    train_labels: np.ndarray
+
+    def of_class(self, c: int) -> np.ndarray:
+        return self.feats[self.labels == c]
+
+    def diversity(self, c: int | None) -> float:
+        return mean_pairwise_distance(self.feats if c is None else self.of_class(c))
+
+
+def real_reference(judge: Judge, *, dataset: str, data_dir: str | None = None, max_train: int = 2000,
+                   seed: int = 0) -> RealReference:
+    """Features of the real test split, plus up to `max_train` real training images (fixed seed)."""
+    from .data import load_dataset
+
+    test, info = load_dataset(dataset, data_dir, train=False)
+    train, _ = load_dataset(dataset, data_dir, train=True)
+    x, y = test.tensors
+    tx, ty = train.tensors
+    pick = torch.randperm(len(tx), generator=torch.Generator().manual_seed(seed))[:max_train]
+    return RealReference(features(judge, x).numpy(), y.numpy(), info.num_classes,
+                         features(judge, tx[pick]).numpy(), ty[pick].numpy())
+
+
+# ---------------------------------------------------------------- one set, one file
+
+def evaluate(judge: Judge, images: torch.Tensor, labels: np.ndarray, negatives: np.ndarray | None,
+             real: RealReference) -> dict:
+    """All metrics of one sample set. images in [-1, 1] (N, C, H, W); labels (N,) with -1 for none;
+    negatives (N, J) with -1 for none (or None)."""
+    labels = np.asarray(labels)
+    negatives = -np.ones((len(labels), 1), np.int64) if negatives is None else np.asarray(negatives)
+    pred = predict(judge, images).numpy()
+    feats = features(judge, images).numpy()
+    return evaluate_features(pred, feats, labels, negatives, real)
+
+
+def evaluate_features(pred: np.ndarray, feats: np.ndarray, labels: np.ndarray, negatives: np.ndarray,
+                      real: RealReference) -> dict:
+    """`evaluate` from the judge's predictions (N,) and features (N, D) (reused by the `real` row and tests)."""
+    K = real.num_classes
+    classes = sorted(int(c) for c in np.unique(labels) if c >= 0)
+    fid_class, div_class = {}, {}
+    for c in classes:
+        own = feats[labels == c]
+        fid_class[c] = fid_from_features(own, real.of_class(c))
+        div_class[c] = mean_pairwise_distance(own) / real.diversity(c)
+    if (labels < 0).any():                       # unconditional samples: diversity against all real images
+        div_class[-1] = mean_pairwise_distance(feats[labels < 0]) / real.diversity(None)
+    div = [v for v in div_class.values() if not math.isnan(v)]
+    return {
+        "n": int(len(pred)),
+        "accuracy": class_accuracy(pred, labels),
+        "neg_rate": negative_rate(pred, negatives),
+        "fid": fid_from_features(feats, real.feats),
+        "fid_class_mean": float(np.mean(list(fid_class.values()))) if fid_class else math.nan,
+        "diversity": float(np.mean(div)) if div else math.nan,
+        "frequencies": class_frequencies(pred, K).round(4).tolist(),
+        "fid_class": {str(c): v for c, v in fid_class.items()},
+        "diversity_class": {str(c): v for c, v in div_class.items()},
+    }
+
+
+def real_row(real: RealReference, *, labels: np.ndarray) -> dict:
+    """The floor: real TRAINING images with the class counts of `labels` (-1: any class), scored like a sample
+    set against the real test split. Accuracy is left out (the judge's own test accuracy stands for it)."""
+    idx, lab = [], []
+    for c in np.unique(labels):
+        pool = np.flatnonzero(real.train_labels == c) if c >= 0 else np.arange(len(real.train_labels))
+        take = pool[: int((labels == c).sum())]
+        idx += take.tolist()
+        lab += [int(c)] * len(take)
+    idx, lab = np.array(idx, dtype=np.int64), np.array(lab, dtype=np.int64)
+    row = evaluate_features(real.train_labels[idx], real.train_feats[idx], lab,
+                            -np.ones((len(idx), 1), np.int64), real)
+    row["accuracy"] = math.nan
+    return row
+
+
+def load_samples(path: str, *, shape: tuple[int, int, int] | None = None,
+                 num_classes: int | None = None) -> dict[str, np.ndarray]:
+    """Read and check a samples.npz (no pickle). Any missing key, wrong shape or out-of-range value is a
+    one-line UserError naming the problem."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found; write one with `python sample.py` (samples.npz)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+        raise UserError(f"cannot read {path} as a samples.npz ({type(err).__name__}); "
+                        "write one with `python sample.py`") from None
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: not a toydiff samples.npz (see README, samples.npz)")
+    images, labels, negatives, sets = (arrays[k] for k in NPZ_KEYS)
+    if images.ndim != 4:
+        raise UserError(f"{path}: images must be (N, C, H, W), got shape {images.shape}")
+    n = len(images)
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+        raise UserError(f"{path}: images are {tuple(images.shape[1:])} but the judge expects {tuple(shape)}")
+    if labels.shape != (n,) or sets.shape != (n,) or negatives.ndim != 2 or len(negatives) != n:
+        raise UserError(f"{path}: labels {labels.shape}, sets {sets.shape} and negatives {negatives.shape} "
+                        f"must be (N,), (N,) and (N, J) with N = {n} images")
+    if not np.issubdtype(labels.dtype, np.integer) or not np.issubdtype(negatives.dtype, np.integer):
+        raise UserError(f"{path}: labels and negatives must be integers, got {labels.dtype} and {negatives.dtype}")
+    if not np.issubdtype(images.dtype, np.floating) or not np.isfinite(images).all():
+        raise UserError(f"{path}: images must be finite floats in [0, 1]")
+    if images.size and (images.min() < -1e-6 or images.max() > 1 + 1e-6):
+        raise UserError(f"{path}: images must lie in [0, 1], found [{images.min():.3g}, {images.max():.3g}]")
+    if num_classes is not None and (labels.max(initial=-1) >= num_classes or negatives.max(initial=-1) >= num_classes
+                                    or labels.min(initial=-1) < -1 or negatives.min(initial=-1) < -1):
+        raise UserError(f"{path}: labels and negatives must lie in -1..{num_classes - 1}")
+    arrays["sets"] = sets.astype(str)
+    return arrays
+
+
+def _borrowed_negatives(arrays: dict, name: str) -> tuple[np.ndarray, str | None]:
+    """A set without negatives (none, cfg, ...) is scored against the negatives of a set in the same file
+    that has the same labels (the `negative` set on the same seeds), so its neg_rate is the baseline."""
+    sets, labels, negs = arrays["sets"], arrays["labels"], arrays["negatives"]
+    own = negs[sets == name]
+    if (own >= 0).any():
+        return own, None
+    for other in dict.fromkeys(sets.tolist()):
+        theirs = negs[sets == other]
+        if other != name and (theirs >= 0).any() and np.array_equal(labels[sets == other], labels[sets == name]):
+            return theirs, other
+    return own, None
+
+
+def evaluate_npz(path: str, judge: Judge, real: RealReference, *, write: bool = True) -> dict:
+    """Metrics per set of a samples.npz (+ the real reference row); writes metrics.json beside it."""
+    arrays = load_samples(path, shape=(judge.cfg.in_channels, judge.cfg.image_size, judge.cfg.image_size),
+                          num_classes=judge.cfg.num_classes)
+    result = {"judge_test_accuracy": judge.test_accuracy, "samples": os.path.abspath(path), "sets": {}}
+    first_labels = None
+    for name in dict.fromkeys(arrays["sets"].tolist()):
+        mask = arrays["sets"] == name
+        images = torch.from_numpy(arrays["images"][mask]).float() * 2 - 1
+        negatives, borrowed = _borrowed_negatives(arrays, name)
+        row = evaluate(judge, images, arrays["labels"][mask], negatives, real)
+        row["negatives_from"] = borrowed or name
+        result["sets"][name] = row
+        first_labels = arrays["labels"][mask] if first_labels is None else first_labels
+    if first_labels is not None:
+        result["real"] = real_row(real, labels=first_labels)
+    if write:
+        out = os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.json")
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(jsonable(result), f, indent=1)
+        os.replace(tmp, out)
+        result["path"] = out
+    return result
+
+
+def jsonable(obj):
+    """NaN -> None and numpy scalars -> Python, so the file is strict JSON."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def _fmt(v: float, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{100 * v:.1f}%" if pct else f"{v:.2f}"
+
+
+def format_table(result: dict) -> str:
+    """A small fixed-width table: one row per set, then the real reference."""
+    head = f"{'set':<14}{'n':>5}{'accuracy':>10}{'neg-rate':>10}{'FID':>8}{'FID/class':>11}{'diversity':>11}"
+    lines = [head, "-" * len(head)]
+    rows = list(result["sets"].items()) + ([("real (train)", result["real"])] if "real" in result else [])
+    for name, r in rows:
+        lines.append(f"{name:<14}{r['n']:>5}{_fmt(r['accuracy'], True):>10}{_fmt(r['neg_rate'], True):>10}"
+                     f"{_fmt(r['fid']):>8}{_fmt(r['fid_class_mean']):>11}{_fmt(r['diversity']):>11}")
+    notes = [f"judge test accuracy {100 * result['judge_test_accuracy']:.2f}% (real test split)"]
+    borrowed = {n: r["negatives_from"] for n, r in result["sets"].items() if r.get("negatives_from") not in (None, n)}
+    if borrowed:
+        notes.append("neg-rate of " + ", ".join(borrowed) + f" uses the negatives of the "
+                     f"'{next(iter(borrowed.values()))}' set (same labels and seeds): the unguided baseline")
+    for name, r in result["sets"].items():
+        if math.isnan(r["accuracy"]):                  # unconditional / removal: what classes came out
+            freqs = " ".join(f"{c}:{100 * p:.0f}%" for c, p in enumerate(r["frequencies"]))
+            notes.append(f"{name} class frequencies {freqs}")
+    return "\n".join(lines + notes)
+
+
+def evaluate_run(npz_path: str, ckpt_path: str, *, device: str | torch.device = "cpu") -> dict:
+    """`sample.py --eval`: score a samples.npz with the judge of the checkpoint's dataset (cached as
+    judge.pt beside the checkpoint), print the table and write metrics.json beside the samples."""
+    from . import checkpoint
+    from .classifier import judge_for
+
+    load_samples(npz_path)                                   # a malformed file fails before any training
+    cfg = checkpoint.config_of(checkpoint.load(ckpt_path))
+    judge = judge_for(os.path.dirname(ckpt_path) or ".", dataset=cfg.train.dataset, data_dir=cfg.train.data_dir,
+                      device=device)
+    real = real_reference(judge, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir)
+    result = evaluate_npz(npz_path, judge, real)
+    print(format_table(result))
+    print(f"wrote {result['path']}")
+    return result
