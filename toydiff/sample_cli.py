@@ -112,7 +112,7 @@ def _main(argv: list[str] | None) -> None:
     _check_args(args)
     device = resolve_device(args.device)
     model, cfg, step = checkpoint.load_model(ckpt_path, device=device, weights=args.weights)
-    if args.sampler == "ddim" and args.steps is not None and args.steps > cfg.diffusion.timesteps:
+    if args.steps is not None and args.steps > cfg.diffusion.timesteps:           # either sampler
         raise UserError(f"--steps {args.steps} exceeds the model's T = {cfg.diffusion.timesteps}")
     sets = plan_sets(args, cfg.model.num_classes)
     ref_model = None
