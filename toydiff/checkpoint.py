@@ -11,14 +11,16 @@ file, so a checkpoint from a stranger is data, not a program. A file that needs 
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 
 import torch
 
-from .config import Config, from_dict
+from .config import Config, check_config, from_dict
 from .errors import UserError
 
 FORMAT = "toydiff"
@@ -51,6 +53,15 @@ def save(payload: dict, path: str) -> None:
         os.close(dir_fd)
 
 
+def remove_partial_writes(folder: str) -> list[str]:
+    """Delete the temp files `save` leaves behind when its process is killed mid-write (kill -9, power loss);
+    return their paths. Call it only where no other process is saving into `folder`."""
+    stale = glob.glob(os.path.join(glob.escape(folder), "*.pt.*.tmp"))
+    for path in stale:
+        os.remove(path)
+    return stale
+
+
 def load(path: str, map_location: str | torch.device = "cpu") -> dict:
     """Read a toydiff checkpoint safely; every failure is a one-line UserError."""
     if os.path.isdir(path):
@@ -60,9 +71,11 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"refusing {path}: it holds objects other than tensors and plain types, which "
-                        f"weights_only loading will not execute ({first})") from None
+        # name the offending global, not torch's advice to retry with weights_only=False (that would run it)
+        found = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \d+)", str(err))
+        raise UserError(f"refusing {path}: it holds pickled objects other than tensors and plain types "
+                        f"({found.group(0) if found else 'UnpicklingError'}); toydiff never executes them. "
+                        "Use a checkpoint written by toydiff") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise UserError(f"cannot read {path}: truncated or not a torch file "
                         f"({type(err).__name__}); re-train or pick another checkpoint") from None
@@ -79,7 +92,17 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict:
 
 
 def config_of(ckpt: dict) -> Config:
-    return from_dict(ckpt["config"])
+    """The run's Config, checked like flags would be: a damaged config is a UserError, never a traceback."""
+    from .unet import check_model_config
+
+    try:
+        cfg = from_dict(ckpt["config"])
+        check_model_config(cfg.model)           # shapes the UNet can build, e.g. image size vs levels
+        check_config(cfg)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise UserError(f"the checkpoint's config is malformed ({type(err).__name__}); "
+                        "not a toydiff checkpoint, or a damaged one") from None
+    return cfg
 
 
 def load_model(path: str, device: str | torch.device = "cpu", weights: str = "ema"):
@@ -93,6 +116,7 @@ def load_model(path: str, device: str | torch.device = "cpu", weights: str = "em
     model = UNet(cfg.model)
     try:
         model.load_state_dict(ckpt[weights])
-    except RuntimeError as err:
-        raise UserError(f"{path}: weights do not match the stored config ({str(err).splitlines()[0]})") from None
+    except (RuntimeError, TypeError, AttributeError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{path}: weights do not match the stored config ({first})") from None
     return model.to(device).eval().requires_grad_(False), cfg, int(ckpt["step"])

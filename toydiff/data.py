@@ -55,15 +55,20 @@ def _torchvision(name: str, root: str, train: bool, download: bool) -> tuple[tor
             hint = "pass --download to fetch them" if not download else "check the network and the folder"
             raise UserError(f"{name} not found or corrupted in {os.path.abspath(root)}: expected "
                             f"{_expected_files(name, root)}; {hint}") from None
-        raise UserError(f"could not read {name} from {os.path.abspath(root)}: {err}") from None
+        raise _corrupt(name, root, err) from None
     except (ValueError, AssertionError, EOFError, OSError, pickle.UnpicklingError, KeyError) as err:
-        raise UserError(f"could not read {name} from {os.path.abspath(root)} ({type(err).__name__}: {err}); "
-                        "the files are corrupt: delete them and pass --download") from None
+        raise _corrupt(name, root, err) from None
     if name == "cifar10":
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2)    # (N, 32, 32, 3) uint8 -> (N, 3, 32, 32)
     else:
         x = ds.data.unsqueeze(1)                             # (N, 28, 28) uint8 -> (N, 1, 28, 28)
     return _to_unit_range(x, 255.0), torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes)
+
+
+def _corrupt(name: str, root: str, err: Exception) -> UserError:
+    detail = (str(err).strip().splitlines() or [""])[0][:120]
+    return UserError(f"could not read {name} from {os.path.abspath(root)} ({type(err).__name__}: {detail}); "
+                     "the files are corrupt: delete them and pass --download")
 
 
 def _expected_files(name: str, root: str) -> str:

@@ -23,6 +23,7 @@ from .pipeline import generate, save_grid
 from .runtime import init_distributed, resolve_device
 from .schedule import NoiseSchedule
 from .training import TrainingInterrupted, check_run_dir, train
+from .unet import check_model_config
 
 # flag -> (config section, field). Flags left at None keep the dataset preset (or the resumed run's value).
 CONFIG_FLAGS = {
@@ -106,6 +107,7 @@ def _main(argv: list[str] | None) -> None:
     if not resume_from:
         cfg.model = dataclasses.replace(cfg.model, in_channels=info.shape[0], image_size=info.shape[1],
                                         num_classes=info.num_classes)
+    check_model_config(cfg.model)                           # image size vs levels, width vs groups: before writing
     _check_writable(run_dir)
 
     from .unet import UNet

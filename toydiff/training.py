@@ -166,13 +166,18 @@ def train(cfg: Config, run_dir: str, *,
     start, elapsed = 0, 0.0
     if resume_from is not None:
         ckpt = checkpoint.load(resume_from)
-        model.load_state_dict(ckpt["model"])
-        ema.module.load_state_dict(ckpt["ema"])
-        ema.n_averaged.fill_(ckpt["ema_updates"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        start, elapsed = int(ckpt["step"]), float(ckpt.get("seconds", 0.0))
+        try:
+            model.load_state_dict(ckpt["model"])
+            ema.module.load_state_dict(ckpt["ema"])
+            ema.n_averaged.fill_(ckpt["ema_updates"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            start, elapsed = int(ckpt["step"]), float(ckpt.get("seconds", 0.0))
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as err:
+            raise UserError(f"cannot resume from {resume_from}: its training state is incomplete or does not fit "
+                            f"({type(err).__name__}: {_first_line(err)}); sample from it, or start a new run "
+                            "with --run DIR") from None
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if dist_info.enabled else model
     amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp, "bad")
@@ -186,17 +191,24 @@ def train(cfg: Config, run_dir: str, *,
     ckpt_path = os.path.join(run_dir, "ckpt.pt")
     images, labels = data.tensors
     null = cfg.model.num_classes
-    log = CsvLog(os.path.join(run_dir, "log.csv"), keep_until=start) if dist_info.is_main else None
 
     def save(step: int, path: str = ckpt_path) -> None:
-        if dist_info.is_main:
+        if not dist_info.is_main:
+            return
+        try:
             checkpoint.save({"config": to_dict(cfg), "step": step, "seconds": elapsed + time.time() - t0,
                              "model": model.state_dict(), "ema": ema.module.state_dict(),
                              "ema_updates": int(ema.n_averaged), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}},
                             path)
+        except OSError as err:                  # disk full, folder removed...: the previous file is intact
+            raise UserError(f"could not write {path} ({err.strerror or err}); stopped at step {step}. "
+                            f"{_last_good(last_good, ckpt_path)}") from None
 
     order = BatchOrder(len(images), cfg, dist_info)
+    if dist_info.is_main:                       # the last check passed: from here on the run writes
+        _clear_stale_files(run_dir, fresh=resume_from is None)
+    log = CsvLog(os.path.join(run_dir, "log.csv"), keep_until=start) if dist_info.is_main else None
     loss_sum, n_sum, last_check, last_good = torch.zeros((), device=device), 0, start, start
     bar = tqdm(total=tc.steps, initial=start, disable=not (progress and dist_info.is_main),
                desc=f"train {tc.dataset}", unit="step", dynamic_ncols=True)
@@ -229,10 +241,12 @@ def train(cfg: Config, run_dir: str, *,
             save_now = done % tc.ckpt_every == 0 or done == tc.steps or stop
             if done % tc.log_every == 0 or save_now or keep:
                 mean = (loss_sum / n_sum).item()        # one host sync per log interval
-                if not math.isfinite(mean):             # checked before anything is saved
-                    raise UserError(f"loss became non-finite between steps {last_check} and {done}; stopped. "
-                                    f"Last good checkpoint: step {last_good} in {ckpt_path}. Lower --lr "
-                                    "(or use --amp none) and continue with --resume")
+                # checked before anything is saved; a finite loss can still come with NaN gradients that
+                # poisoned the weights in its optimizer step, so the weights are checked before each save
+                if not math.isfinite(mean) or ((save_now or keep) and not _all_finite(model)):
+                    raise UserError(f"loss or weights became non-finite between steps {last_check} and {done}; "
+                                    f"stopped. {_last_good(last_good, ckpt_path)}. If it diverges again, start a "
+                                    "new run with a lower --lr (or --amp none)")
                 if log is not None:
                     log.write(done, mean, scheduler.get_last_lr()[0], elapsed + time.time() - t0)
                 bar.set_postfix(loss=f"{mean:.4f}")
@@ -248,6 +262,32 @@ def train(cfg: Config, run_dir: str, *,
                 raise TrainingInterrupted(done, ckpt_path)
     bar.close()
     return ema.module if dist_info.is_main else model
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
+
+
+def _last_good(step: int, path: str) -> str:
+    """Where a stopped run can continue from (step 0: nothing was saved yet)."""
+    if step == 0:
+        return "No checkpoint was written yet: start again"
+    return f"Last good checkpoint: step {step} in {path}; continue with --resume"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _clear_stale_files(run_dir: str, *, fresh: bool) -> None:
+    """Remove temp files of checkpoint writes that were killed mid-way; a fresh run (--overwrite) also removes the
+    previous run's checkpoints, so the folder never mixes two runs."""
+    if not os.path.isdir(run_dir):
+        return
+    checkpoint.remove_partial_writes(run_dir)
+    for name in os.listdir(run_dir) if fresh else []:
+        if name == "ckpt.pt" or (name.startswith("ckpt_step") and name.endswith(".pt")):
+            os.remove(os.path.join(run_dir, name))
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
