@@ -23,6 +23,7 @@ import torch
 
 from . import checkpoint
 from .errors import ArgumentParser, UserError, run_cli
+from .figures import FIGURES
 from .guidance import guide
 from .pipeline import generate, save_grid
 from .runtime import resolve_device
@@ -98,7 +99,31 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--interval", type=parse_interval, default=None, metavar="LO:HI",
                    help="guide only for t in [LO, HI] (timestep indices 0..T-1), s = 1 elsewhere")
     g.add_argument("--rescale", type=float, default=0.0, help="guidance rescale phi (Lin et al. 2023); 0 = off")
+    f = p.add_argument_group("tutorial figures (toydiff/figures.py)")
+    f.add_argument("--figures", choices=("all", *FIGURES), default=None,
+                   help="write these figures (default --out figures/) instead of sample grids; --class and "
+                        "--negative pick the pos/neg pair (default 0 and 6), --n the grid row length")
+    f.add_argument("--cloud-n", type=int, default=300, help="samples per cloud in the means/removal figures")
+    e = p.add_argument_group("measuring (toydiff/metrics.py, toydiff/sweep.py; the judge is <run>/judge.pt)")
+    e.add_argument("--eval", nargs="?", const=True, default=None, metavar="NPZ",
+                   help="score the samples with the judge: print a table, write metrics.json beside "
+                        "samples.npz; --eval FILE scores an existing samples.npz without sampling")
+    e.add_argument("--sweep", action="store_true", help="metrics against s for cfg, negative, autoguidance and "
+                   "interval guidance -> figures/sweep.png + sweep.json (--out overrides)")
+    e.add_argument("--sweep-n", type=int, default=20, help="samples per class in the sweep (default 20)")
+    e.add_argument("--sweep-scales", type=parse_scales, default=None, metavar="S,S,...",
+                   help="scales of the sweep (default 0,1,1.5,2,3,5,8)")
     return p
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or not all(math.isfinite(s) for s in scales):
+        raise UserError(f"--sweep-scales expects comma-separated finite numbers like 0,1,3, got {text!r}")
+    return scales
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,6 +135,15 @@ def _main(argv: list[str] | None) -> None:
     ckpt_path = args.ckpt or os.path.join(args.run, "ckpt.pt")
     out = args.out or os.path.join(os.path.dirname(ckpt_path) or ".", "samples")
     _check_args(args)
+    if args.figures:
+        from .figures import run_from_args
+        return run_from_args(args, ckpt_path)
+    if args.sweep:
+        from .sweep import run_from_args as sweep
+        return sweep(args, ckpt_path)
+    if isinstance(args.eval, str):                 # --eval FILE: score an existing samples.npz, sample nothing
+        from .metrics import evaluate_run
+        return evaluate_run(args.eval, ckpt_path, device=resolve_device(args.device))
     device = resolve_device(args.device)
     model, cfg, step = checkpoint.load_model(ckpt_path, device=device, weights=args.weights)
     if args.steps is not None and args.steps > cfg.diffusion.timesteps:           # either sampler
@@ -145,6 +179,9 @@ def _main(argv: list[str] | None) -> None:
     path = os.path.join(out, "samples.npz")
     write_npz(path, results, seeds, cfg.model.num_classes, settings)
     print(f"wrote {path}")
+    if args.eval:
+        from .metrics import evaluate_run
+        evaluate_run(path, ckpt_path, device=device)
 
 
 def _check_args(args) -> None:
@@ -160,6 +197,8 @@ def _check_args(args) -> None:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0 <= args.rescale <= 1:
         raise UserError(f"--rescale must lie in [0, 1], got {args.rescale}")
+    if args.sweep_n < 1:
+        raise UserError(f"--sweep-n must be >= 1, got {args.sweep_n}")
 
 
 def plan_sets(args, num_classes: int) -> list[SampleSet]:

@@ -1,0 +1,244 @@
+"""Checkpoint + fixed seeds -> the five tutorial figures (compute with `geometry`, draw with `viz`).
+
+    python sample.py --figures all                       # runs/digits -> figures/*.png
+    python sample.py --figures alignment --class 3 --negative 9
+
+Every figure uses the same positive / negative pair (default DEFAULT_POS / DEFAULT_NEG: far apart on the
+PCA plane of the digits) and guidance scale s (eps = eps_ref + s (eps_pos - eps_ref); Ho & Salimans' w = s - 1).
+Sample i of every cloud uses seed + i, so the clouds for s = 1, CFG and negative guidance share their noise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import checkpoint, geometry
+from .data import load_dataset
+from .guidance import guide
+from .pipeline import generate, trajectory
+from .schedule import NoiseSchedule
+
+FIGURES = ("means", "trajectories", "alignment", "removal", "grids")
+DEFAULT_POS, DEFAULT_NEG = 0, 6          # digits: a 0 and a 6 share a loop, yet their means lie apart on the PCA plane
+REMOVAL_SCALES = (2.0, 3.0, 5.0)
+EXACT_MAX_POINTS = 5000                  # D* sums over at most this many training points (a fixed subset)
+
+
+@dataclass
+class Study:
+    """What every figure shares, loaded once: model, schedule, data, PCA plane, sampler settings, judge."""
+    model: torch.nn.Module
+    schedule: NoiseSchedule
+    run_dir: str
+    dataset: str
+    data_dir: str | None
+    class_names: tuple[str, ...]
+    train_x: torch.Tensor                # (N, C, H, W) in [-1, 1]
+    train_y: torch.Tensor                # (N,)
+    plane: geometry.Plane
+    means: torch.Tensor                  # (K + 1, D): mu_c, last row mu
+    sampler: str = "ddim"
+    steps: int | None = None
+    eta: float = 0.0
+    batch_size: int = 256
+    device: torch.device = torch.device("cpu")
+    _judge: object = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, ckpt_path: str, *, device: torch.device, weights: str = "ema", **sampling) -> "Study":
+        model, cfg, _ = checkpoint.load_model(ckpt_path, device=device, weights=weights)
+        train, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True)
+        x, y = train.tensors
+        return cls(model=model, schedule=NoiseSchedule.from_config(cfg.diffusion),
+                   run_dir=os.path.dirname(os.path.abspath(ckpt_path)), dataset=cfg.train.dataset,
+                   data_dir=cfg.train.data_dir, class_names=info.class_names, train_x=x, train_y=y,
+                   plane=geometry.fit_plane(x), means=geometry.class_means(x, y, info.num_classes),
+                   device=device, **sampling)
+
+    @property
+    def null(self) -> int:
+        return len(self.class_names)
+
+    def judge(self):
+        """The independent classifier (`classifier.judge_for`, cached as <run>/judge.pt)."""
+        if self._judge is None:
+            from .classifier import judge_for
+            self._judge = judge_for(self.run_dir, dataset=self.dataset, data_dir=self.data_dir,
+                                    device=self.device)
+        return self._judge
+
+    def classify(self, images: torch.Tensor) -> np.ndarray:
+        from .classifier import predict
+        return predict(self.judge(), images).cpu().numpy()
+
+    def sample(self, labels: int | torch.Tensor, seeds: Sequence[int], *, scale: float = 1.0,
+               negative: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1] of `labels` (an int or (N,); null allowed), guided away from
+        `negative` (an int or (N,); None: ref = null, i.e. CFG)."""
+        labels = torch.as_tensor(labels).long().expand(len(seeds))
+        g = guide(self.model, labels, scale=scale, negatives=[(negative, 1.0)] if negative is not None else ())
+        return generate(g, self.schedule, seeds=list(seeds), sampler=self.sampler, steps=self.steps, eta=self.eta,
+                        batch_size=self.batch_size)
+
+    def backdrop(self) -> dict:
+        """The PCA-plane keyword arguments every plane figure shares."""
+        return dict(data2d=self.plane.project(self.train_x), labels=self.train_y.numpy(),
+                    means2d=self.plane.project(self.means), explained=self.plane.explained,
+                    class_names=self.class_names)
+
+
+def means_figure(st: Study, path: str, *, pos: int, neg: int, scale: float, seeds: Sequence[int]) -> dict:
+    """figures/means.png; returns {cloud name: (fraction judged pos, fraction judged neg = negative-class rate)}."""
+    from . import viz
+
+    sets = [(f"s = 1 (class {st.class_names[pos]}, unguided)", dict()),
+            (f"CFG s = {scale:g} (ref = null)", dict(scale=scale)),
+            (f"negative s = {scale:g} (ref = class {st.class_names[neg]})", dict(scale=scale, negative=neg))]
+    clouds = []
+    for name, kw in sets:
+        images = st.sample(pos, seeds, **kw)
+        judged = st.classify(images)
+        clouds.append((name, st.plane.project(images), float((judged == pos).mean()), float((judged == neg).mean())))
+    viz.plot_means(path, **st.backdrop(), pos=pos, neg=neg, scale=scale, clouds=clouds)
+    return {name: (acc, rate) for name, _, acc, rate in clouds}
+
+
+@torch.no_grad()
+def trajectories_figure(st: Study, path: str, *, pos: int, neg: int, scale: float, seeds: Sequence[int]) -> None:
+    """figures/trajectories.png: x0_hat at every step (`pipeline.trajectory`) on the PCA plane."""
+    from . import viz
+
+    paths = []
+    for name, kw in (("s = 1", dict(scale=1.0)),
+                     (f"CFG, s = {scale:g} (ref = null)", dict(scale=scale)),
+                     (f"negative, s = {scale:g} (ref = class {st.class_names[neg]})",
+                      dict(scale=scale, negatives=[(neg, 1.0)]))):
+        g = guide(st.model, torch.full((len(seeds),), pos), **kw)
+        steps = trajectory(g, st.schedule, seeds=list(seeds), sampler=st.sampler, steps=st.steps, eta=st.eta)
+        paths.append((name, np.stack([st.plane.project(s.x0) for s in steps])))      # (steps, seeds, 2)
+    viz.plot_trajectories(path, **st.backdrop(), pos=pos, neg=neg, scale=scale, paths=paths)
+
+
+def alignment_figure(st: Study, path: str, *, pos: int, neg: int, scale: float, seed: int,
+                     n_t: int = 100,               # noise levels measured, evenly spaced over 0..T-1
+                     n_x0: int = 64,               # clean images per level (held-out split, class pos)
+                     ) -> geometry.Alignment:
+    """figures/alignment.png; returns the measured `Alignment` (refs = [null, neg])."""
+    from . import viz
+
+    test, _ = load_dataset(st.dataset, st.data_dir, train=False)
+    tx, ty = test.tensors
+    x0 = tx[ty == pos][:n_x0]
+    data, labels = geometry.subset(st.train_x, st.train_y, EXACT_MAX_POINTS, seed=seed)
+    ts = np.unique(np.linspace(0, st.schedule.T - 1, n_t).round().astype(int)).tolist()
+    al = geometry.alignment(st.model, st.schedule, x0=x0, pos=pos, refs=[st.null, neg], ts=ts, data=data,
+                            labels=labels, null=st.null, seed=seed)
+    exact_note = (f"all {len(data)} training images" if len(data) == len(st.train_x)
+                  else f"a fixed random subset of {len(data)} of the {len(st.train_x)} training images")
+    viz.plot_alignment(path, al, pairwise=geometry.pairwise_distances(st.train_x[st.train_y == pos]),
+                       ref_names=["null", f"class {st.class_names[neg]}"], pos_name=st.class_names[pos],
+                       scale=scale, x0_note=f"the {len(x0)} held-out (test-split) images of class "
+                                            f"{st.class_names[pos]}, one fixed noise draw each",
+                       exact_note=exact_note)
+    return al
+
+
+def removal_figure(st: Study, path: str, *, k: int, seeds: Sequence[int],
+                   scales: Sequence[float] = REMOVAL_SCALES) -> dict:
+    """figures/removal.png; returns {set name: (K,) class frequencies}."""
+    from . import viz
+
+    K = len(st.class_names)
+    freqs = [("unconditional, s = 1", st.sample(st.null, seeds))]
+    freqs += [(f"anything but {st.class_names[k]}, s = {s:g}", st.sample(st.null, seeds, scale=s, negative=k))
+              for s in scales]
+    freqs = [(name, np.bincount(st.classify(images), minlength=K) / len(images)) for name, images in freqs]
+    viz.plot_removal(path, freqs=freqs, class_names=st.class_names, k=k, n=len(seeds))
+    return dict(freqs)
+
+
+def grids_figure(st: Study, path: str, *, classes: Sequence[int], negatives: Sequence[int], scale: float,
+                 n: int, seed: int) -> None:
+    """figures/grids.png: n samples per class in `classes` (one row each), row i guided away from
+    negatives[i]; sample j uses seed + j in every grid (as `python sample.py`)."""
+    from . import viz
+
+    labels = torch.as_tensor(list(classes)).repeat_interleave(n)                       # (K n,)
+    negs = torch.as_tensor(list(negatives)).repeat_interleave(n)
+    seeds = list(range(seed, seed + len(labels)))
+    if len(classes) > 1 and all(k == (c + 1) % st.null for c, k in zip(classes, negatives)):
+        which = "row c avoids c + 1"
+    else:
+        which = "ref = " + ", ".join(f"class {st.class_names[k]}" for k in sorted(set(negatives)))
+    grids = [("s = 1 (no guidance)", st.sample(labels, seeds)),
+             (f"CFG, s = {scale:g} (ref = null)", st.sample(labels, seeds, scale=scale)),
+             (f"negative, s = {scale:g} ({which})", st.sample(labels, seeds, scale=scale, negative=negs))]
+    viz.plot_grids(path, grids=grids, nrow=n, row_names=[f"class {st.class_names[c]}" for c in classes])
+
+
+def make_figures(which: Sequence[str], *, ckpt_path: str, out: str, pos: int, neg: int, scale: float,
+                 seed: int, cloud_n: int, grid_classes: Sequence[int], grid_negatives: Sequence[int],
+                 grid_n: int, device: torch.device, weights: str = "ema", sampler: str = "ddim",
+                 steps: int | None = None, eta: float = 0.0, batch_size: int = 256,
+                 n_trajectories: int = 5) -> list[str]:
+    """Write the requested figures into `out`; print the numbers each one measured; return the paths."""
+    st = Study.load(ckpt_path, device=device, weights=weights, sampler=sampler, steps=steps, eta=eta,
+                    batch_size=batch_size)
+    names, cloud = st.class_names, list(range(seed, seed + cloud_n))
+    written = []
+    for name in which:
+        path = os.path.join(out, f"{name}.png")
+        if name == "means":
+            for cloud_name, (acc, rate) in means_figure(st, path, pos=pos, neg=neg, scale=scale, seeds=cloud).items():
+                print(f"  {cloud_name}: judged {names[pos]} {acc:.1%}, judged {names[neg]} {rate:.1%} of {cloud_n}")
+        elif name == "trajectories":
+            trajectories_figure(st, path, pos=pos, neg=neg, scale=scale, seeds=cloud[:n_trajectories])
+        elif name == "alignment":
+            al = alignment_figure(st, path, pos=pos, neg=neg, scale=scale, seed=seed)
+            for src, row in zip(al.SOURCES, al.noisiest(al.cos)):
+                print(f"  cos at the noisiest 10% of t, {src}: ref = null {row[0]:.3f}, "
+                      f"ref = class {names[neg]} {row[1]:.3f}")
+        elif name == "removal":
+            for set_name, f in removal_figure(st, path, k=neg, seeds=cloud).items():
+                print(f"  {set_name}: class {names[neg]} {f[neg]:.1%}")
+        elif name == "grids":
+            grids_figure(st, path, classes=grid_classes, negatives=grid_negatives, scale=scale, n=grid_n,
+                         seed=seed)
+        print(f"wrote {path}")
+        written.append(path)
+    return written
+
+
+def run_from_args(args, ckpt_path: str) -> list[str]:
+    """`sample.py --figures NAME`: the sample flags -> `make_figures` (default out figures/)."""
+    from .errors import UserError
+    from .runtime import resolve_device
+    from .sample_cli import _make_out
+
+    if args.cls == "none":
+        raise UserError("--figures needs a positive class: pass --class K (or leave the default)")
+    if args.cloud_n < 1:
+        raise UserError(f"--cloud-n must be >= 1, got {args.cloud_n}")
+    K = checkpoint.config_of(checkpoint.load(ckpt_path)).model.num_classes
+    pos = DEFAULT_POS if args.cls == "all" else args.cls
+    neg = args.negative[0][0] if args.negative else DEFAULT_NEG
+    for flag, k in (("--class", pos), ("--negative", neg)):
+        if not 0 <= k < K:
+            raise UserError(f"{flag} {k} is out of range: classes are 0..{K - 1}")
+    if pos == neg:
+        raise UserError(f"--class and --negative are both {pos}: the figures need two different classes")
+    classes = list(range(K)) if args.cls == "all" else [pos]
+    pairs = args.cls == "all" and not args.negative                          # as sample.py: row c avoids c + 1
+    grid_negatives = [(c + 1) % K for c in classes] if pairs else [neg] * len(classes)
+    out = args.out or "figures"
+    _make_out(out)
+    return make_figures(FIGURES if args.figures == "all" else [args.figures], ckpt_path=ckpt_path, out=out,
+                        pos=pos, neg=neg, scale=args.scale, seed=args.seed, cloud_n=args.cloud_n,
+                        grid_classes=classes, grid_negatives=grid_negatives, grid_n=args.n,
+                        device=resolve_device(args.device), weights=args.weights, sampler=args.sampler,
+                        steps=args.steps, eta=args.eta, batch_size=args.batch_size)
