@@ -130,6 +130,8 @@ def damaged(good: dict, case: str):
         return [torch.zeros(3)]
     elif case == "missing-ema":
         del ckpt["ema"]
+    elif case == "bad-step":
+        ckpt["step"] = "ten"
     elif case == "unknown-config-key":
         ckpt["config"]["model"]["colour"] = "blue"
     elif case == "malformed-config":
@@ -146,7 +148,8 @@ def damaged(good: dict, case: str):
 CKPT_CASES = [("truncated", "truncated or not a torch file"), ("empty", "truncated or not a torch file"),
               ("newer-version", "newer than this toydiff reads"), ("no-version", "format version None"),
               ("other-format", "not a toydiff checkpoint"), ("not-a-dict", "not a toydiff checkpoint"),
-              ("missing-ema", "missing 'ema'"), ("unknown-config-key", "unknown keys ['colour']"),
+              ("missing-ema", "missing 'ema'"), ("bad-step", "not a count of steps"),
+              ("unknown-config-key", "unknown keys ['colour']"),
               ("malformed-config", "config is malformed"), ("wrong-config-type", "malformed"),
               ("image-size", "image size 7 is not divisible by 2"), ("weights-vs-config", "do not match")]
 

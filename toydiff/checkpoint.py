@@ -88,6 +88,8 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict:
     for key in ("config", "model", "ema", "step"):
         if key not in ckpt:
             raise UserError(f"{path} is missing {key!r}: not a complete toydiff checkpoint")
+    if not isinstance(ckpt["step"], int) or isinstance(ckpt["step"], bool) or ckpt["step"] < 0:
+        raise UserError(f"{path} has step {ckpt['step']!r}, not a count of steps: a damaged checkpoint")
     return ckpt
 
 
