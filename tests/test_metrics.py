@@ -1,0 +1,191 @@
+"""Metrics on known answers: perfect and shuffled sets, Frechet distances of known Gaussians, negative-class rates,
+a malformed samples.npz, and `sample.py --eval` / `--sweep` end to end on a tiny run."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from toydiff import metrics
+from toydiff.classifier import save_judge
+from toydiff.data import load_dataset
+from toydiff.errors import UserError
+from toydiff.metrics import (class_accuracy, class_frequencies, evaluate, frechet_distance, gaussian_stats,
+                             load_samples, negative_rate, real_reference)
+from toydiff.sample_cli import main as sample_main
+
+from test_classifier import digits_judge  # noqa: F401  (the shared tiny judge fixture)
+
+
+# ---------------------------------------------------------------- Frechet distance
+
+def random_cov(d, seed):
+    a = np.random.default_rng(seed).normal(size=(d, d + 3))
+    return a @ a.T / d
+
+
+def test_frechet_of_identical_gaussians_is_zero():
+    mu, cov = np.arange(6.0), random_cov(6, 0)
+    assert frechet_distance(mu, cov, mu, cov) == pytest.approx(0, abs=1e-8)
+
+
+def test_frechet_of_shifted_gaussians_is_the_squared_shift():
+    mu, cov, shift = np.zeros(5), random_cov(5, 1), np.array([1.0, -2.0, 0.5, 0.0, 3.0])
+    assert frechet_distance(mu, cov, mu + shift, cov) == pytest.approx((shift ** 2).sum(), rel=1e-9)
+
+
+def test_frechet_of_diagonal_gaussians_matches_closed_form():
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 0.0])           # tr(C1 + C2 - 2 sqrt(C1 C2))
+    expect = ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance(np.zeros(3), np.diag(a), np.zeros(3), np.diag(b)) == pytest.approx(expect)
+
+
+def test_fid_from_samples_of_one_gaussian_is_small_and_of_a_shifted_one_is_the_shift():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20000, 3)), rng.normal(size=(20000, 3))
+    assert metrics.fid_from_features(x, y) < 0.01
+    assert metrics.fid_from_features(x, y + [2.0, 0, 0]) == pytest.approx(4.0, abs=0.05)
+    mu, cov = gaussian_stats(x[:1])
+    assert mu.shape == (3,) and cov.shape == (3, 3)                      # one sample: zero covariance
+
+
+# ---------------------------------------------------------------- label metrics
+
+def test_accuracy_ignores_unlabelled_samples():
+    assert class_accuracy([1, 2, 3, 0], [1, 2, 0, -1]) == pytest.approx(2 / 3)
+    assert np.isnan(class_accuracy([1, 2], [-1, -1]))
+
+
+def test_negative_rate_on_known_cases():
+    pred = np.array([7, 7, 3, 5, 1])
+    negs = np.array([[7, -1], [8, 7], [8, 9], [-1, -1], [2, -1]])          # row 3 has none: not counted
+    assert negative_rate(pred, negs) == pytest.approx(2 / 4)
+    assert np.isnan(negative_rate(pred, -np.ones((5, 1), np.int64)))
+    assert negative_rate(pred, np.full((5, 1), 7)) == pytest.approx(2 / 5)
+
+
+def test_class_frequencies_sum_to_one():
+    f = class_frequencies(np.array([0, 0, 3, 9]), 10)
+    assert f.shape == (10,) and f.sum() == pytest.approx(1) and f[0] == 0.5 and f[3] == 0.25
+
+
+# ---------------------------------------------------------------- with the judge
+
+@pytest.fixture(scope="module")
+def real(digits_judge):
+    return real_reference(digits_judge, dataset="digits")
+
+
+def test_a_perfect_sample_set_scores_like_real_data(digits_judge, real):
+    x, y = load_dataset("digits", train=False)[0].tensors          # the real test images, their true labels
+    negs = ((y + 1) % 10).numpy()[:, None]
+    r = evaluate(digits_judge, x, y.numpy(), negs, real)
+    assert r["accuracy"] == pytest.approx(digits_judge.test_accuracy) and r["accuracy"] > 0.9
+    assert r["fid"] == pytest.approx(0, abs=1e-6)                  # against itself
+    assert max(r["fid_class"].values()) == pytest.approx(0, abs=1e-6)
+    assert r["diversity"] == pytest.approx(1.0)
+    assert r["neg_rate"] < 0.05
+
+
+def test_shuffled_labels_score_near_chance_and_a_set_of_one_class_is_far(digits_judge, real):
+    x, y = load_dataset("digits", train=False)[0].tensors
+    shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))].numpy()
+    r = evaluate(digits_judge, x, shuffled, None, real)
+    assert r["accuracy"] < 0.25 and np.isnan(r["neg_rate"])
+    ones = y == 1
+    far = evaluate(digits_judge, x[ones], y[ones].numpy(), None, real)
+    assert far["fid"] > 10 * max(far["fid_class_mean"], 1e-3)       # right per class, wrong overall mixture
+    assert far["frequencies"][1] > 0.9
+
+
+# ---------------------------------------------------------------- samples.npz and the CLI
+
+def write(path, **over):
+    n = 4
+    arrays = dict(images=np.full((n, 1, 8, 8), 0.5, np.float32), labels=np.arange(n, dtype=np.int64),
+                  negatives=-np.ones((n, 1), np.int64), sets=np.array(["cfg"] * n))
+    arrays.update(over)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
+
+
+@pytest.mark.parametrize("over, message", [
+    (dict(images=None), "lacks images"),
+    (dict(images=np.zeros((4, 8, 8), np.float32)), "must be (N, C, H, W)"),
+    (dict(images=np.zeros((4, 1, 28, 28), np.float32)), "judge expects"),
+    (dict(labels=np.arange(3)), "with N = 4"),
+    (dict(negatives=np.zeros(4, np.int64)), "(N, J)"),
+    (dict(labels=np.array([0, 1, 2, 10])), "must lie in -1..9"),
+    (dict(images=np.full((4, 1, 8, 8), 2.0, np.float32)), "[0, 1]"),
+    (dict(labels=np.zeros(4)), "must be integers"),
+])
+def test_malformed_npz_is_a_one_line_user_error(tmp_path, over, message):
+    with pytest.raises(UserError) as err:
+        load_samples(write(tmp_path / "s.npz", **over), shape=(1, 8, 8), num_classes=10)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.fixture
+def eval_run(trained_run, digits_judge, tmp_path):
+    """A copy of the tiny trained run with the tiny judge cached as judge.pt (so nothing retrains)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(os.path.join(trained_run, "ckpt.pt"), run / "ckpt.pt")
+    save_judge(digits_judge, str(run / "judge.pt"), dataset="digits")
+    return str(run)
+
+
+def test_sample_eval_writes_metrics_json(eval_run, capsys):
+    out = os.path.join(eval_run, "samples")
+    sample_main(["--run", eval_run, "--n", "3", "--steps", "2", "--out", out, "--eval"])
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "judge test accuracy" in printed
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert set(m["sets"]) == {"none", "cfg", "negative"} and m["sets"]["cfg"]["n"] == 30
+    assert m["sets"]["cfg"]["negatives_from"] == "negative"           # the unguided baseline's negatives
+    assert 0 <= m["sets"]["negative"]["neg_rate"] <= 1 and m["real"]["fid"] >= 0
+    # --eval FILE re-scores the same file without sampling, to the same numbers
+    os.remove(os.path.join(out, "metrics.json"))
+    sample_main(["--run", eval_run, "--eval", os.path.join(out, "samples.npz")])
+    again = json.load(open(os.path.join(out, "metrics.json")))
+    assert again["sets"]["cfg"]["fid"] == pytest.approx(m["sets"]["cfg"]["fid"])
+
+
+def test_eval_of_a_malformed_npz_exits_2_with_one_line(eval_run, tmp_path, capsys):
+    bad = write(tmp_path / "bad.npz", labels=np.arange(3))
+    with pytest.raises(SystemExit) as exit_info:
+        sample_main(["--run", eval_run, "--eval", bad])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error:"), err
+    assert not os.path.exists(tmp_path / "metrics.json")
+
+
+def test_sweep_writes_json_and_figure(eval_run, tmp_path, capsys):
+    out = str(tmp_path / "fig")
+    sample_main(["--run", eval_run, "--sweep", "--sweep-n", "1", "--steps", "2", "--sweep-scales", "1,3",
+                 "--out", out])
+    assert "autoguidance line is skipped" in capsys.readouterr().out              # no ckpt_step500.pt here
+    d = json.load(open(os.path.join(out, "sweep.json")))
+    assert set(d["methods"]) == {"cfg", "negative", "interval"} and os.path.isfile(os.path.join(out, "sweep.png"))
+    for m in d["methods"].values():
+        assert m["scales"] == [1.0, 3.0] and len(m["accuracy"]) == 2 and len(m["fid"]) == 2
+    assert d["methods"]["cfg"]["fid"][0] == d["methods"]["negative"]["fid"][0]   # s = 1 is one shared set
+    assert d["settings"]["interval"] == [10, 40]                                  # T = 50: [0.2 T, 0.8 T]
+    sample_main(["--run", eval_run, "--sweep", "--sweep-n", "1", "--steps", "2", "--sweep-scales", "3",
+                 "--out", out, "--ref-ckpt", os.path.join(eval_run, "ckpt.pt")])
+    assert "autoguidance" in json.load(open(os.path.join(out, "sweep.json")))["methods"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sweep", "--sweep-n", "0"], "--sweep-n must be >= 1"),
+    (["--sweep", "--sweep-scales", "1,x"], "--sweep-scales"),
+    (["--eval", "/nonexistent/samples.npz"], "not found"),
+])
+def test_measuring_flags_bad_input(eval_run, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        sample_main(["--run", eval_run, *argv])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, err
