@@ -189,3 +189,34 @@ def test_measuring_flags_bad_input(eval_run, capsys, argv, message):
         sample_main(["--run", eval_run, *argv])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+# ---------------------------------------------------------------- the benchmark suite (a smoke test, no timings asserted)
+
+def test_bench_cheap_cases_report_ratios_and_the_device(tmp_path, capsys):
+    from toydiff.bench import main as bench_main
+
+    out = str(tmp_path / "bench.json")
+    bench_main(["guided-step", "memory", "--run", str(tmp_path / "none"), "--n", "1", "--repeats", "1",
+                "--train-steps", "1", "--device", "cpu", "--json", out])
+    printed = capsys.readouterr().out
+    assert "cores" in printed and "ratio_batched_vs_separate" in printed
+    r = json.load(open(out))["cases"]
+    assert r["guided-step"]["ratio_batched_vs_separate"] > 0 and r["memory"]["peak_rss_mb_after_sampling"] > 0
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["samplers", "--run", str(tmp_path / "none")])           # needs a trained checkpoint
+    assert exit_info.value.code == 2 and "needs a trained checkpoint" in capsys.readouterr().err
+
+
+def test_reference_net_matches_the_unet_size_and_maps_shapes():
+    from toydiff.bench import matched_reference, n_params
+    from toydiff.config import preset
+    from toydiff.unet import UNet
+
+    cfg = preset("digits").model
+    target = n_params(UNet(cfg))
+    ref = matched_reference(target, 1, 8, 10, 1000)
+    assert abs(n_params(ref) - target) / target < 0.15
+    x = torch.randn(3, 1, 8, 8)
+    y = torch.tensor([0, 5, 10])                                              # 10 = null label
+    assert ref(x, torch.tensor([0, 500, 999]), y).shape == x.shape

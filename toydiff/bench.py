@@ -152,9 +152,16 @@ def n_params(model: nn.Module) -> int:
 
 def matched_reference(target: int, in_channels: int, image_size: int, num_classes: int, T: int) -> ReferenceUNet:
     """The ReferenceUNet whose parameter count is closest to `target` (n_feat a multiple of 8)."""
-    best = min(range(8, 257, 8), key=lambda f: abs(n_params(ReferenceUNet(in_channels, image_size, num_classes,
-                                                                          f, T)) - target))
-    return ReferenceUNet(in_channels, image_size, num_classes, best, T)
+    def build(f: int) -> ReferenceUNet:
+        return ReferenceUNet(in_channels, image_size, num_classes, f, T)
+
+    below = build(8)
+    for f in range(16, 1025, 8):                      # the count grows with n_feat: stop at the first one above
+        above = build(f)
+        if n_params(above) >= target:
+            return min(below, above, key=lambda m: abs(n_params(m) - target))
+        below = above
+    return below
 
 
 # ---------------------------------------------------------------- cases
