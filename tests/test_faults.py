@@ -106,7 +106,7 @@ def exit_code_and_stderr(argv, capsys):
 def test_kill_9_then_resume_reproduces_the_uninterrupted_run(tmp_path, no_grid):
     """SIGKILL a real training process once a checkpoint exists; --resume loses at most one checkpoint
     interval and then replays the uninterrupted run: the same log rows and bitwise the same final weights."""
-    killed, straight, steps = str(tmp_path / "killed"), str(tmp_path / "straight"), 25
+    killed, straight, steps = str(tmp_path / "killed"), str(tmp_path / "straight"), 40
     proc = start_train(["--run", killed, *TINY_TRAIN_FLAGS, "--steps", str(steps)])
     wait_until(lambda: max(logged_steps(killed), default=0) >= 2 * CKPT_EVERY, proc)
     proc.send_signal(signal.SIGKILL)

@@ -93,7 +93,8 @@ def _main(argv: list[str] | None) -> None:
     given = {k for k in CONFIG_FLAGS if getattr(args, k) is not None}
     run_dir = args.run or os.path.join("runs", args.dataset or "digits")
     resume_from = check_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
-    cfg = checkpoint.config_of(checkpoint.load(resume_from)) if resume_from else preset(args.dataset or "digits")
+    resumed = checkpoint.load(resume_from) if resume_from else None
+    cfg = checkpoint.config_of(resumed) if resumed else preset(args.dataset or "digits")
     if resume_from:
         _check_resume_flags(args, cfg, given)
     for key in given:
@@ -115,7 +116,7 @@ def _main(argv: list[str] | None) -> None:
         n_params = UNet(cfg.model).num_parameters()
         print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
               f"UNet {n_params:,} parameters; device {device}; run {run_dir}"
-              + (f"; resuming from step {checkpoint.load(resume_from)['step']}" if resume_from else ""))
+              + (f"; resuming from step {resumed['step']}" if resumed else ""))
     try:
         model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume_from=resume_from,
                       progress=not args.no_progress)
