@@ -217,8 +217,7 @@ def make_figures(which: Sequence[str], *, ckpt_path: str, out: str, pos: int, ne
 def run_from_args(args, ckpt_path: str) -> list[str]:
     """`sample.py --figures NAME`: the sample flags -> `make_figures` (default out figures/)."""
     from .errors import UserError
-    from .runtime import resolve_device
-    from .sample_cli import _make_out
+    from .runtime import resolve_device, writable_dir
 
     if args.cls == "none":
         raise UserError("--figures needs a positive class: pass --class K (or leave the default)")
@@ -236,7 +235,7 @@ def run_from_args(args, ckpt_path: str) -> list[str]:
     pairs = args.cls == "all" and not args.negative                          # as sample.py: row c avoids c + 1
     grid_negatives = [(c + 1) % K for c in classes] if pairs else [neg] * len(classes)
     out = args.out or "figures"
-    _make_out(out)
+    writable_dir(out, what="output folder", flag="--out")
     return make_figures(FIGURES if args.figures == "all" else [args.figures], ckpt_path=ckpt_path, out=out,
                         pos=pos, neg=neg, scale=args.scale, seed=args.seed, cloud_n=args.cloud_n,
                         grid_classes=classes, grid_negatives=grid_negatives, grid_n=args.n,

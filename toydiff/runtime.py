@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -63,3 +64,15 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info, device
+
+
+def writable_dir(folder: str, *, what: str, flag: str) -> str:
+    """Create `folder` if needed and prove it is writable with a uniquely named probe file (several torchrun
+    ranks may probe the same folder at once). Failure is a UserError naming `what` it is and `flag` to change."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test."):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to {what} {folder} ({err.strerror or err}); pick another with {flag}") from None
+    return folder

@@ -26,7 +26,7 @@ from .errors import ArgumentParser, UserError, run_cli
 from .figures import FIGURES
 from .guidance import guide
 from .pipeline import generate, save_grid
-from .runtime import resolve_device
+from .runtime import resolve_device, writable_dir
 from .sampling import SAMPLERS
 from .schedule import NoiseSchedule
 
@@ -158,7 +158,7 @@ def _main(argv: list[str] | None) -> None:
         if args.cls != "none":
             sets.append(SampleSet("autoguidance", sets[0].labels, [], args.scale))
     schedule = NoiseSchedule.from_config(cfg.diffusion)
-    _make_out(out)
+    writable_dir(out, what="output folder", flag="--out")
 
     seeds = list(range(args.seed, args.seed + len(sets[0].labels)))
     results = []
@@ -236,16 +236,6 @@ def plan_sets(args, num_classes: int) -> list[SampleSet]:
 
 def _negatives(specs: list[tuple[int, float]], labels: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
     return [(torch.full_like(labels, k), w) for k, w in specs]
-
-
-def _make_out(out: str) -> None:
-    try:
-        os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".write-test")
-        open(probe, "w").close()
-        os.remove(probe)
-    except OSError as err:
-        raise UserError(f"cannot write to output folder {out} ({err.strerror}); pick another with --out") from None
 
 
 def write_npz(path: str, results: list[tuple[SampleSet, torch.Tensor]], seeds: list[int], num_classes: int,

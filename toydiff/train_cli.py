@@ -20,7 +20,7 @@ from .data import DATASETS, load_dataset
 from .errors import ArgumentParser, UserError, run_cli
 from .guidance import guide
 from .pipeline import generate, save_grid
-from .runtime import init_distributed, resolve_device
+from .runtime import init_distributed, resolve_device, writable_dir
 from .schedule import NoiseSchedule
 from .training import TrainingInterrupted, check_run_dir, train
 from .unet import check_model_config
@@ -109,7 +109,7 @@ def _main(argv: list[str] | None) -> None:
         cfg.model = dataclasses.replace(cfg.model, in_channels=info.shape[0], image_size=info.shape[1],
                                         num_classes=info.num_classes)
     check_model_config(cfg.model)                           # image size vs levels, width vs groups: before writing
-    _check_writable(run_dir)
+    writable_dir(run_dir, what="run folder", flag="--run")
 
     from .unet import UNet
     if dist_info.is_main:
@@ -137,17 +137,6 @@ def _check_resume_flags(args, stored, given: set[str]) -> None:
         if old != getattr(args, key):
             raise UserError(f"--{key.replace('_', '-')} {getattr(args, key)} differs from the resumed run's "
                             f"{old}; drop the flag, or start a new run with --run DIR")
-
-
-def _check_writable(run_dir: str) -> None:
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise UserError(f"cannot write to run folder {run_dir} ({err.strerror}); pick another with --run") from None
 
 
 def _final_grid(model, cfg, run_dir: str, scale: float) -> None:
