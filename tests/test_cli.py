@@ -158,3 +158,14 @@ def test_an_interval_covering_every_t_equals_plain_guidance(trained_run, tmp_pat
 def test_beyond_cfg_bad_input(trained_run, tmp_path, capsys, argv, message):
     code, err = run_main(sample_main, ["--run", trained_run, "--out", str(tmp_path / "o"), *argv], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_autoguidance_refuses_a_reference_for_another_task(trained_run, tmp_path, capsys):
+    ckpt = torch.load(os.path.join(trained_run, "ckpt.pt"), weights_only=True)
+    ckpt["config"]["diffusion"]["timesteps"] = 80                    # loads fine, but denoises another chain
+    torch.save(ckpt, tmp_path / "other.pt")
+    out = tmp_path / "o"
+    code, err = run_main(sample_main, ["--run", trained_run, "--ref-ckpt", str(tmp_path / "other.pt"),
+                                       "--out", str(out)], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "autoguidance needs the same task" in err, err
+    assert not out.exists()

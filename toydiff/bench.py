@@ -42,7 +42,7 @@ from .config import preset
 from .data import load_dataset
 from .errors import ArgumentParser, UserError, run_cli
 from .guidance import guide
-from .pipeline import generate
+from .pipeline import class_rows, generate, next_class
 from .runtime import resolve_device
 from .schedule import NoiseSchedule
 from .training import diffusion_loss, train
@@ -218,8 +218,8 @@ def case_guided_step(ctx: "Context") -> dict:
     x = torch.randn(n, ctx.cfg.model.in_channels, ctx.cfg.model.image_size, ctx.cfg.model.image_size,
                     generator=g).to(ctx.device)
     t = torch.full((n,), ctx.cfg.diffusion.timesteps // 2, device=ctx.device)
-    pos = torch.arange(K, device=ctx.device).repeat_interleave(ctx.args.n)
-    neg = (pos + 1) % K
+    pos = class_rows(K, ctx.args.n, ctx.device)
+    neg = next_class(pos, K)
     batched = guide(model, pos, scale=3.0, negatives=[(neg, 1.0)])
     unguided = guide(model, pos, scale=1.0)
 
@@ -240,8 +240,7 @@ def case_guided_step(ctx: "Context") -> dict:
 def case_samplers(ctx: "Context") -> dict:
     model, step = ctx.model(trained=True)
     judge = ctx.judge()
-    K = ctx.cfg.model.num_classes
-    labels = torch.arange(K, device=ctx.device).repeat_interleave(ctx.args.n)
+    labels = class_rows(ctx.cfg.model.num_classes, ctx.args.n, ctx.device)
     seeds = list(range(len(labels)))
     schedule = NoiseSchedule.from_config(ctx.cfg.diffusion)
     out = dict(checkpoint_step=step, n=len(labels), scale=3.0)
@@ -260,8 +259,7 @@ def case_samplers(ctx: "Context") -> dict:
 def case_time_to_quality(ctx: "Context") -> dict:
     cfg = dataclasses.replace(ctx.cfg, train=dataclasses.replace(ctx.cfg.train, keep_every=ctx.args.keep_every))
     judge = ctx.judge()
-    K = cfg.model.num_classes
-    labels = torch.arange(K, device=ctx.device).repeat_interleave(ctx.args.n)
+    labels = class_rows(cfg.model.num_classes, ctx.args.n, ctx.device)
     schedule = NoiseSchedule.from_config(cfg.diffusion)
     rows, first = [], None
     with tempfile.TemporaryDirectory() as tmp:
@@ -303,9 +301,9 @@ def case_memory(ctx: "Context") -> dict:
                train_batch=ctx.cfg.train.batch_size)
     if ctx.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    labels = torch.arange(ctx.cfg.model.num_classes, device=ctx.device).repeat_interleave(ctx.args.n)
     K = ctx.cfg.model.num_classes
-    generate(guide(model.eval(), labels, scale=3.0, negatives=[((labels + 1) % K, 1.0)]),
+    labels = class_rows(K, ctx.args.n, ctx.device)
+    generate(guide(model.eval(), labels, scale=3.0, negatives=[(next_class(labels, K), 1.0)]),
              NoiseSchedule.from_config(ctx.cfg.diffusion), seeds=list(range(len(labels))), steps=10)
     out.update(peak_rss_mb_after_sampling=rss_mb(), cuda_max_allocated_mb_sampling=cuda_mb(),
                sample_batch=len(labels))

@@ -122,3 +122,16 @@ def load_model(path: str, device: str | torch.device = "cpu", weights: str = "em
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise UserError(f"{path}: weights do not match the stored config ({first})") from None
     return model.to(device).eval().requires_grad_(False), cfg, int(ckpt["step"])
+
+
+def load_reference(path: str, like: Config, device: str | torch.device = "cpu", weights: str = "ema"):
+    """The worse model of autoguidance: load_model(path), refused unless it has `like`'s classes, image shape and
+    noise schedule (ref and pos must denoise the same x_t at the same t). Returns (model, step)."""
+    model, cfg, step = load_model(path, device=device, weights=weights)
+
+    def task(c: Config) -> tuple:
+        return c.model.num_classes, c.model.in_channels, c.model.image_size, c.diffusion
+    if task(cfg) != task(like):
+        raise UserError(f"--ref-ckpt {path} has other classes, image shape or noise schedule than the model it "
+                        "guides; autoguidance needs the same task")
+    return model, step

@@ -20,7 +20,7 @@ import torch
 from . import checkpoint, geometry
 from .data import load_dataset
 from .guidance import guide
-from .pipeline import generate, trajectory
+from .pipeline import check_steps, generate, trajectory
 from .schedule import NoiseSchedule
 
 FIGURES = ("means", "trajectories", "alignment", "removal", "grids")
@@ -223,7 +223,9 @@ def run_from_args(args, ckpt_path: str) -> list[str]:
         raise UserError("--figures needs a positive class: pass --class K (or leave the default)")
     if args.cloud_n < 1:
         raise UserError(f"--cloud-n must be >= 1, got {args.cloud_n}")
-    K = checkpoint.config_of(checkpoint.load(ckpt_path)).model.num_classes
+    cfg = checkpoint.config_of(checkpoint.load(ckpt_path))
+    check_steps(args.steps, cfg.diffusion.timesteps)
+    K = cfg.model.num_classes
     pos = DEFAULT_POS if args.cls == "all" else args.cls
     neg = args.negative[0][0] if args.negative else DEFAULT_NEG
     for flag, k in (("--class", pos), ("--negative", neg)):

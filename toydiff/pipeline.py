@@ -13,6 +13,22 @@ from .schedule import NoiseSchedule
 from .errors import UserError
 
 
+def class_rows(num_classes: int, per_class: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(K * per_class,) labels 0,0,..,1,1,..: one row of `per_class` samples per class, the layout of every grid."""
+    return torch.arange(num_classes, device=device).repeat_interleave(per_class)
+
+
+def next_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The default negative of toydiff's demos (sample.py, the sweep, the bench): row c avoids (c + 1) mod K."""
+    return (labels + 1) % num_classes
+
+
+def check_steps(steps: int | None, T: int) -> None:
+    """Refuse sampling steps above the model's T before anything is written (either sampler)."""
+    if steps is not None and steps > T:
+        raise UserError(f"--steps {steps} exceeds the model's T = {T}")
+
+
 def trajectory(guided: Guided, schedule: NoiseSchedule, *,
                seeds: Sequence[int],         # one per sample: sample i depends on seeds[i] alone
                sampler: str = "ddim",        # "ddim" or "ddpm"

@@ -25,7 +25,7 @@ from . import checkpoint
 from .errors import ArgumentParser, UserError, run_cli
 from .figures import FIGURES
 from .guidance import guide
-from .pipeline import generate, save_grid
+from .pipeline import check_steps, generate, next_class, save_grid
 from .runtime import resolve_device, writable_dir
 from .sampling import SAMPLERS
 from .schedule import NoiseSchedule
@@ -146,15 +146,11 @@ def _main(argv: list[str] | None) -> None:
         return evaluate_run(args.eval, ckpt_path, device=resolve_device(args.device))
     device = resolve_device(args.device)
     model, cfg, step = checkpoint.load_model(ckpt_path, device=device, weights=args.weights)
-    if args.steps is not None and args.steps > cfg.diffusion.timesteps:           # either sampler
-        raise UserError(f"--steps {args.steps} exceeds the model's T = {cfg.diffusion.timesteps}")
+    check_steps(args.steps, cfg.diffusion.timesteps)
     sets = plan_sets(args, cfg.model.num_classes)
     ref_model = None
     if args.ref_ckpt:
-        ref_model, ref_cfg, ref_step = checkpoint.load_model(args.ref_ckpt, device=device, weights=args.weights)
-        if ref_cfg.model.num_classes != cfg.model.num_classes or ref_cfg.diffusion != cfg.diffusion:
-            raise UserError(f"--ref-ckpt {args.ref_ckpt} has other classes or another noise schedule than "
-                            f"{ckpt_path}; autoguidance needs the same task")
+        ref_model, _ = checkpoint.load_reference(args.ref_ckpt, cfg, device=device, weights=args.weights)
         if args.cls != "none":
             sets.append(SampleSet("autoguidance", sets[0].labels, [], args.scale))
     schedule = NoiseSchedule.from_config(cfg.diffusion)
@@ -228,7 +224,7 @@ def plan_sets(args, num_classes: int) -> list[SampleSet]:
             print(f"warning: negative class {clash} equals a positive class: there eps_ref = eps_pos for that "
                   "negative, so it exerts no push (with a single negative the row is unguided)", file=sys.stderr)
     else:
-        negatives = [((labels + 1) % num_classes, 1.0)]                         # row c avoids class c + 1
+        negatives = [(next_class(labels, num_classes), 1.0)]                   # row c avoids class c + 1
     return [SampleSet("none", labels, [], 1.0),
             SampleSet("cfg", labels, [], args.scale),
             SampleSet("negative", labels, negatives, args.scale)]

@@ -23,11 +23,10 @@ import torch
 
 from . import checkpoint
 from .classifier import judge_for
-from .errors import UserError
 from .guidance import guide
 from .metrics import RealReference, evaluate, jsonable, real_reference, real_row
-from .pipeline import generate
-from .runtime import resolve_device
+from .pipeline import check_steps, class_rows, generate, next_class
+from .runtime import resolve_device, writable_dir
 from .schedule import NoiseSchedule
 
 SCALES = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
@@ -55,8 +54,8 @@ def run_sweep(model: torch.nn.Module, schedule: NoiseSchedule, *,
     """Sample every (method, s) on the same labels and seeds, score with the judge; a JSON-ready dict."""
     K = model.cfg.num_classes
     device = next(model.parameters()).device
-    labels = torch.arange(K, device=device).repeat_interleave(n_per_class)      # (N,) one row per class
-    negatives = (labels + 1) % K                                                # row c avoids c + 1
+    labels = class_rows(K, n_per_class, device)                                 # (N,) one row per class
+    negatives = next_class(labels, K)                                           # row c avoids c + 1
     seeds = list(range(seed, seed + len(labels)))
     interval = interval or default_interval(schedule.T)
     np_labels, np_negs = labels.cpu().numpy(), negatives.cpu().numpy()[:, None]
@@ -107,16 +106,12 @@ def run_from_args(args, ckpt_path: str) -> dict:
     ref_path = args.ref_ckpt or os.path.join(run_dir, "ckpt_step500.pt")
     ref_model = None
     if os.path.isfile(ref_path) or args.ref_ckpt:
-        ref_model, ref_cfg, ref_step = checkpoint.load_model(ref_path, device=device, weights=args.weights)
-        if ref_cfg.model.num_classes != cfg.model.num_classes or ref_cfg.diffusion != cfg.diffusion:
-            raise UserError(f"--ref-ckpt {ref_path} has other classes or another noise schedule than {ckpt_path}")
+        ref_model, ref_step = checkpoint.load_reference(ref_path, cfg, device=device, weights=args.weights)
     else:
         print(f"note: {ref_path} does not exist, so the autoguidance line is skipped "
               "(train with --keep-every 500, or pass --ref-ckpt FILE)")
-    if args.sampler == "ddim" and args.steps is not None and args.steps > cfg.diffusion.timesteps:
-        raise UserError(f"--steps {args.steps} exceeds the model's T = {cfg.diffusion.timesteps}")
-    out = args.out or "figures"
-    os.makedirs(out, exist_ok=True)
+    check_steps(args.steps, cfg.diffusion.timesteps)
+    out = writable_dir(args.out or "figures", what="output folder", flag="--out")
     judge = judge_for(run_dir, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir, device=device)
     real = real_reference(judge, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir)
     scales = tuple(args.sweep_scales) if args.sweep_scales else SCALES

@@ -19,7 +19,7 @@ from .config import check_config, preset
 from .data import DATASETS, load_dataset
 from .errors import ArgumentParser, UserError, run_cli
 from .guidance import guide
-from .pipeline import generate, save_grid
+from .pipeline import class_rows, generate, save_grid
 from .runtime import init_distributed, resolve_device, writable_dir
 from .schedule import NoiseSchedule
 from .training import TrainingInterrupted, check_run_dir, train
@@ -142,7 +142,7 @@ def _check_resume_flags(args, stored, given: set[str]) -> None:
 def _final_grid(model, cfg, run_dir: str, scale: float) -> None:
     """One row per class, CFG at `scale`, DDIM-50, seeds 0..: a first look at what was learned."""
     per_class = 10
-    labels = torch.arange(cfg.model.num_classes).repeat_interleave(per_class)
+    labels = class_rows(cfg.model.num_classes, per_class)
     with torch.no_grad():
         images = generate(guide(model.eval(), labels, scale=scale), NoiseSchedule.from_config(cfg.diffusion),
                           seeds=list(range(len(labels))))

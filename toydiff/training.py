@@ -24,7 +24,7 @@ from torch.utils.data import DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .config import Config, to_dict
+from .config import Config, check_config, to_dict
 from .errors import UserError
 from .runtime import Dist
 from .schedule import NoiseSchedule
@@ -154,9 +154,10 @@ def train(cfg: Config, run_dir: str, *,
     last good checkpoint).
     """
     tc = cfg.train
-    if tc.batch_size < 1 or tc.steps < 1 or tc.batch_size % dist_info.world_size:
-        raise UserError(f"batch size ({tc.batch_size}) and steps ({tc.steps}) must be >= 1, and the batch "
-                        f"divisible by the {dist_info.world_size} processes")
+    check_config(cfg)
+    if tc.batch_size % dist_info.world_size:
+        raise UserError(f"--batch-size {tc.batch_size} is not divisible by the {dist_info.world_size} processes; "
+                        "pick a multiple")
     torch.manual_seed(tc.seed)
     schedule = NoiseSchedule.from_config(cfg.diffusion)
     model = UNet(cfg.model).to(device)
@@ -180,9 +181,7 @@ def train(cfg: Config, run_dir: str, *,
                             "with --run DIR") from None
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if dist_info.enabled else model
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp, "bad")
-    if amp_dtype == "bad":
-        raise UserError(f"unknown --amp {tc.amp!r}; choose none, bf16 or fp16")
+    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tc.amp]     # checked by check_config
     if amp_dtype is torch.float16 and device.type != "cuda":
         raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
