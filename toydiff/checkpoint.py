@@ -62,12 +62,9 @@ def remove_partial_writes(folder: str) -> list[str]:
     return stale
 
 
-def load(path: str, map_location: str | torch.device = "cpu") -> dict:
-    """Read a toydiff checkpoint safely; every failure is a one-line UserError."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "ckpt.pt")
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint {path} not found; train one with `python train.py` or pass --ckpt PATH")
+def read(path: str, map_location: str | torch.device = "cpu", *, what: str = "checkpoint") -> dict:
+    """torch.load(weights_only=True) of any toydiff file (diffusion checkpoint or judge): refuses pickled
+    objects, unreadable files, foreign dicts and newer format versions, each as a one-line UserError."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -75,16 +72,27 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict:
         found = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \d+)", str(err))
         raise UserError(f"refusing {path}: it holds pickled objects other than tensors and plain types "
                         f"({found.group(0) if found else 'UnpicklingError'}); toydiff never executes them. "
-                        "Use a checkpoint written by toydiff") from None
+                        "Use a file written by toydiff") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise UserError(f"cannot read {path}: truncated or not a torch file "
-                        f"({type(err).__name__}); re-train or pick another checkpoint") from None
+                        f"({type(err).__name__}); re-train or pick another {what}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path} is not a toydiff checkpoint")
+        raise UserError(f"{path} is not a toydiff {what}")
     version = ckpt.get("version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise UserError(f"{path} has format version {version}, newer than this toydiff reads ({FORMAT_VERSION}); "
                         "upgrade toydiff")
+    return ckpt
+
+
+def load(path: str, map_location: str | torch.device = "cpu") -> dict:
+    """Read a toydiff diffusion checkpoint safely (a folder means its ckpt.pt); every failure is a one-line
+    UserError."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "ckpt.pt")
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path} not found; train one with `python train.py` or pass --ckpt PATH")
+    ckpt = read(path, map_location)
     for key in ("config", "model", "ema", "step"):
         if key not in ckpt:
             raise UserError(f"{path} is missing {key!r}: not a complete toydiff checkpoint")

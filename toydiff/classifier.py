@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 import time
-import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -208,14 +206,9 @@ def save_judge(judge: Judge, path: str, *, dataset: str) -> None:
 
 
 def load_judge(path: str, *, dataset: str | None = None, device: str | torch.device = "cpu") -> Judge:
-    """Read judge.pt with `torch.load(weights_only=True)`; every failure is a one-line UserError."""
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(f"refusing {path}: it holds objects other than tensors and plain types") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise UserError(f"cannot read {path} ({type(err).__name__}); delete it and the judge is retrained") from None
-    if not isinstance(blob, dict) or blob.get("format") != checkpoint.FORMAT or blob.get("kind") != "judge":
+    """Read judge.pt through `checkpoint.read` (weights_only=True); every failure is a one-line UserError."""
+    blob = checkpoint.read(path, what="judge")
+    if blob.get("kind") != "judge":
         raise UserError(f"{path} is not a toydiff judge; delete it and the judge is retrained")
     if dataset is not None and blob.get("dataset") != dataset:
         raise UserError(f"{path} judges {blob.get('dataset')!r}, not {dataset!r}; delete it to retrain")
