@@ -91,11 +91,12 @@ def test_sample_bad_input(trained_run, tmp_path, capsys):
     out = tmp_path / "out"
     before = snapshot(trained_run)
     for argv, message in [
-        (["--negative", "3:nan"], "weight must be a finite number > 0"),
-        (["--negative", "3:inf"], "weight must be a finite number > 0"),
-        (["--batch-size", "0"], "--batch-size must be >= 1"),
-        (["--eta", "-1"], "--eta must be >= 0"),
-        (["--sampler", "ddpm", "--steps", "51"], "exceeds the model's T = 50"),     # DDIM: tests/test_cli.py
+        (["--negative", "3:nan"], "weights must be finite and > 0"),
+        (["--negative", "3:inf"], "weights must be finite and > 0"),
+        (["--batch-size", "0"], "batch size must be >= 1"),
+        (["--eta", "-1"], "eta must be a finite number >= 0"),
+        (["--sampler", "ddpm", "--eta", "1"], "eta 1 applies to DDIM only"),
+        (["--sampler", "ddpm", "--sample-steps", "51"], "the model's T is 50"),     # DDIM: tests/test_cli.py
         (["--out", str(blocker / "out")], "cannot write to output folder"),          # ENOTDIR, even as root
         *([(["--device", "cuda"], "CUDA is not available")] if not torch.cuda.is_available() else []),
     ]:
@@ -106,7 +107,7 @@ def test_sample_bad_input(trained_run, tmp_path, capsys):
 def test_a_negative_equal_to_the_positive_class_warns_and_leaves_the_row_unguided(trained_run, tmp_path, capsys):
     """Allowed, with one warning line: eps_ref = eps_pos, so eps = eps_pos whatever s is."""
     out = tmp_path / "out"
-    sample_main(["--run", trained_run, "--class", "3", "--negative", "3", "--n", "2", "--steps", "3",
+    sample_main(["--run", trained_run, "--class", "3", "--negative", "3", "--n", "2", "--sample-steps", "3",
                  "--scale", "5", "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("warning:") and "equals a positive class" in err, err
@@ -182,9 +183,9 @@ def test_a_checkpoint_without_training_state_samples_but_does_not_resume(trained
     del ckpt["optimizer"]
     torch.save(ckpt, run / "ckpt.pt")
     before = snapshot(tmp_path)
-    refused(train_main, ["--run", str(run), "--resume", "--no-progress"], capsys, "cannot resume from")
+    refused(train_main, ["--run", str(run), "--resume", "--no-progress"], capsys, "cannot resume: the checkpoint's training state")
     assert snapshot(tmp_path) == before
-    checkpoint.load_model(str(run / "ckpt.pt"))                                # still fine for sampling
+    checkpoint.load_run(str(run / "ckpt.pt"))                              # still fine for sampling
 
 
 class CreatesMarker:

@@ -24,7 +24,7 @@ def test_train_writes_checkpoint_log_and_grid(trained_run):
 
 def test_sample_writes_three_grids_and_a_complete_npz(trained_run, tmp_path):
     out = str(tmp_path / "s")
-    sample_main(["--run", trained_run, "--n", "2", "--steps", "3", "--out", out, "--scale", "2.5"])
+    sample_main(["--run", trained_run, "--n", "2", "--sample-steps", "3", "--out", out, "--scale", "2.5"])
     assert {"grid_none.png", "grid_cfg.png", "grid_negative.png", "samples.npz"} <= set(os.listdir(out))
     d = np.load(os.path.join(out, "samples.npz"), allow_pickle=False)
     n = 3 * 10 * 2
@@ -43,14 +43,14 @@ def test_sample_writes_three_grids_and_a_complete_npz(trained_run, tmp_path):
 
 def test_removal_and_weighted_negatives(trained_run, tmp_path):
     out = str(tmp_path / "r")
-    sample_main(["--run", trained_run, "--class", "none", "--negative", "7", "--n", "3", "--steps", "2",
+    sample_main(["--run", trained_run, "--class", "none", "--negative", "7", "--n", "3", "--sample-steps", "2",
                  "--out", out])
     d = np.load(os.path.join(out, "samples.npz"))
     assert d["sets"].tolist() == ["none"] * 3 + ["removal"] * 3 and (d["labels"] == -1).all()
     assert d["negatives"][3:, 0].tolist() == [7, 7, 7]
     out = str(tmp_path / "w")
     sample_main(["--run", trained_run, "--class", "3", "--negative", "8:3", "--negative", "5:1", "--n", "2",
-                 "--steps", "2", "--out", out])
+                 "--sample-steps", "2", "--out", out])
     d = np.load(os.path.join(out, "samples.npz"))
     neg = d["sets"] == "negative"
     assert d["negatives"][neg].tolist() == [[8, 5]] * 2
@@ -90,18 +90,19 @@ def test_train_refuses_to_clobber_an_existing_run(trained_run, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--class", "10"], "out of range"),
-    (["--class", "-1"], "out of range"),
-    (["--class", "seven"], "--class expects"),
-    (["--negative", "10"], "out of range"),
-    (["--negative", "3:0"], "weight must be"),
-    (["--negative", "3:-1"], "weight must be"),
+    (["--class", "10"], "must lie in 0..9"),
+    (["--class", "-1"], "must lie in 0..9"),
+    (["--class", "seven"], "argument --class: expected an integer"),
+    (["--negative", "10"], "must lie in 0..9"),
+    (["--negative", "3:0"], "weights must be finite and > 0"),
+    (["--negative", "3:-1"], "weights must be finite and > 0"),
     (["--negative", "a:b"], "K or K:WEIGHT"),
     (["--scale", "nan"], "finite"),
     (["--scale", "inf"], "finite"),
-    (["--steps", "0"], "--steps must be >= 1"),
-    (["--steps", "51"], "exceeds the model's T"),
-    (["--n", "0"], "--n must be >= 1"),
+    (["--sample-steps", "0"], "sampling steps must be >= 1"),
+    (["--sample-steps", "51"], "the model's T is 50"),
+    (["--steps", "10"], "--sample-steps"),
+    (["--n", "0"], "argument --n: expected a whole number >= 1"),
     (["--sampler", "euler"], "invalid choice"),
 ])
 def test_sample_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, capsys, argv, message):
@@ -133,7 +134,7 @@ def test_scripts_exit_2_with_one_line_as_real_processes(tmp_path):
 def test_autoguidance_with_the_same_checkpoint_equals_no_guidance(trained_run, tmp_path):
     out = str(tmp_path / "auto")
     sample_main(["--run", trained_run, "--ref-ckpt", os.path.join(trained_run, "ckpt.pt"), "--n", "2",
-                 "--steps", "3", "--out", out])
+                 "--sample-steps", "3", "--out", out])
     d = np.load(os.path.join(out, "samples.npz"))
     assert "autoguidance" in d["sets"].tolist()
     np.testing.assert_allclose(d["images"][d["sets"] == "autoguidance"], d["images"][d["sets"] == "none"],
@@ -141,7 +142,7 @@ def test_autoguidance_with_the_same_checkpoint_equals_no_guidance(trained_run, t
 
 
 def test_an_interval_covering_every_t_equals_plain_guidance(trained_run, tmp_path):
-    args = ["--run", trained_run, "--class", "4", "--n", "3", "--steps", "4"]
+    args = ["--run", trained_run, "--class", "4", "--n", "3", "--sample-steps", "4"]
     sample_main([*args, "--out", str(tmp_path / "plain")])
     sample_main([*args, "--out", str(tmp_path / "all"), "--interval", "0:49"])        # the tiny run has T = 50
     sample_main([*args, "--out", str(tmp_path / "empty"), "--interval", "50:60"])
@@ -152,8 +153,9 @@ def test_an_interval_covering_every_t_equals_plain_guidance(trained_run, tmp_pat
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--interval", "800"], "--interval expects"), (["--interval", "9:3"], "--interval expects"),
-    (["--rescale", "2"], "--rescale"), (["--ref-ckpt", "/nonexistent.pt"], "not found"),
+    (["--interval", "800"], "argument --interval: expected LO:HI"),
+    (["--interval", "9:3"], "guidance interval must have t_lo <= t_hi"),
+    (["--rescale", "2"], "rescale phi must lie in [0, 1]"), (["--ref-ckpt", "/nonexistent.pt"], "not found"),
 ])
 def test_beyond_cfg_bad_input(trained_run, tmp_path, capsys, argv, message):
     code, err = run_main(sample_main, ["--run", trained_run, "--out", str(tmp_path / "o"), *argv], capsys)

@@ -49,8 +49,8 @@ def test_two_gloo_ranks_hold_identical_weights_and_one_checkpoint(tmp_path):
     assert rank0.keys() == rank1.keys()
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
-    model, cfg, step = checkpoint.load_model(os.path.join(run, "ckpt.pt"))      # loads in one process
-    assert step == 6 and cfg.train.batch_size == 16
+    loaded = checkpoint.load_run(os.path.join(run, "ckpt.pt"))                 # loads in one process
+    assert loaded.step == 6 and loaded.cfg.train.batch_size == 16
     assert sorted(os.listdir(run)) == ["ckpt.pt", "log.csv"]                   # rank 0 alone wrote
 
 
@@ -62,7 +62,7 @@ def test_torchrun_trains_and_resumes_through_the_cli(tmp_path):
     for extra in (["--steps", "4"], ["--steps", "8", "--resume"]):
         proc = subprocess.run(launch + extra, capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
-    _, _, step = checkpoint.load_model(os.path.join(run, "ckpt.pt"))
+    step = checkpoint.load_run(os.path.join(run, "ckpt.pt")).step
     assert step == 8
     with open(os.path.join(run, "log.csv")) as f:
         steps = [int(line.split(",")[0]) for line in f.read().split()[1:]]

@@ -161,7 +161,7 @@ def test_a_failed_save_during_training_stops_with_one_line_and_resume_continues(
         training.train(cfg, run, data=data, device=cpu, progress=False)
     monkeypatch.undo()
     assert checkpoint.load(os.path.join(run, "ckpt.pt"))["step"] == 5 and stray_files(run) == []
-    training.train(cfg, run, data=data, device=cpu, resume_from=os.path.join(run, "ckpt.pt"), progress=False)
+    training.train(cfg, run, data=data, device=cpu, resume=checkpoint.load(run), progress=False)
     assert checkpoint.load(os.path.join(run, "ckpt.pt"))["step"] == 10
 
 
@@ -196,7 +196,7 @@ def test_kill_9_in_the_middle_of_a_checkpoint_write(trained_run, tmp_path):
     cfg = checkpoint.config_of(checkpoint.load(os.path.join(run, "ckpt.pt")))
     cfg.train.steps = 11
     training.train(cfg, run, data=few_digits(), device=torch.device("cpu"),
-                   resume_from=os.path.join(run, "ckpt.pt"), progress=False)
+                   resume=checkpoint.load(run), progress=False)
     assert checkpoint.load(os.path.join(run, "ckpt.pt"))["step"] == 11 and stray_files(run) == []
 
 
@@ -227,13 +227,15 @@ def test_a_non_finite_loss_stops_keeping_the_last_good_checkpoint(tmp_path, monk
         code, err = exit_code_and_stderr(["--run", run, *TINY_TRAIN_FLAGS, "--steps", "15"], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "non-finite" in err, err
     assert f"step {last_good}" in err and "--resume" in err
-    model, _, step = checkpoint.load_model(os.path.join(run, "ckpt.pt"), weights="model")
+    loaded = checkpoint.load_run(os.path.join(run, "ckpt.pt"), weights="model")
+    model, step = loaded.model, loaded.step
     assert step == last_good and all(p.isfinite().all() for p in model.parameters())
     assert max(logged_steps(run)) == last_good
 
     if from_call == 8:                                               # once is enough: --resume carries on
         train_main(["--run", run, "--resume", "--no-progress"])
-        model, _, step = checkpoint.load_model(os.path.join(run, "ckpt.pt"))
+        loaded = checkpoint.load_run(os.path.join(run, "ckpt.pt"))
+        model, step = loaded.model, loaded.step
         assert step == 15 and all(p.isfinite().all() for p in model.parameters())
         assert logged_steps(run) == [5, 10, 15]
 

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from toydiff import metrics
-from toydiff.classifier import save_judge
+from toydiff import metrics, samples
+from toydiff.judge import save_judge
 from toydiff.data import load_dataset
 from toydiff.errors import UserError
 from toydiff.metrics import (class_accuracy, class_frequencies, evaluate, frechet_distance, gaussian_stats,
-                             load_samples, negative_rate, real_reference)
+                             negative_rate, real_reference)
 from toydiff.sample_cli import main as sample_main
 
-from test_classifier import digits_judge  # noqa: F401  (the shared tiny judge fixture)
+from test_judge import digits_judge  # noqa: F401  (the shared tiny judge fixture)
 
 
 # ---------------------------------------------------------------- Frechet distance
@@ -124,7 +124,7 @@ def write(path, **over):
 ])
 def test_malformed_npz_is_a_one_line_user_error(tmp_path, over, message):
     with pytest.raises(UserError) as err:
-        load_samples(write(tmp_path / "s.npz", **over), shape=(1, 8, 8), num_classes=10)
+        samples.read(write(tmp_path / "s.npz", **over), shape=(1, 8, 8), num_classes=10)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -140,7 +140,7 @@ def eval_run(trained_run, digits_judge, tmp_path):
 
 def test_sample_eval_writes_metrics_json(eval_run, capsys):
     out = os.path.join(eval_run, "samples")
-    sample_main(["--run", eval_run, "--n", "3", "--steps", "2", "--out", out, "--eval"])
+    sample_main(["--run", eval_run, "--n", "3", "--sample-steps", "2", "--out", out, "--eval"])
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "judge test accuracy" in printed
     m = json.load(open(os.path.join(out, "metrics.json")))
@@ -165,7 +165,7 @@ def test_eval_of_a_malformed_npz_exits_2_with_one_line(eval_run, tmp_path, capsy
 
 def test_sweep_writes_json_and_figure(eval_run, tmp_path, capsys):
     out = str(tmp_path / "fig")
-    sample_main(["--run", eval_run, "--sweep", "--sweep-n", "1", "--steps", "2", "--sweep-scales", "1,3",
+    sample_main(["--run", eval_run, "--sweep", "--sweep-n", "1", "--sample-steps", "2", "--sweep-scales", "1,3",
                  "--out", out])
     assert "autoguidance line is skipped" in capsys.readouterr().out              # no ckpt_step500.pt here
     d = json.load(open(os.path.join(out, "sweep.json")))
@@ -174,13 +174,14 @@ def test_sweep_writes_json_and_figure(eval_run, tmp_path, capsys):
         assert m["scales"] == [1.0, 3.0] and len(m["accuracy"]) == 2 and len(m["fid"]) == 2
     assert d["methods"]["cfg"]["fid"][0] == d["methods"]["negative"]["fid"][0]   # s = 1 is one shared set
     assert d["settings"]["interval"] == [10, 40]                                  # T = 50: [0.2 T, 0.8 T]
-    sample_main(["--run", eval_run, "--sweep", "--sweep-n", "1", "--steps", "2", "--sweep-scales", "3",
+    sample_main(["--run", eval_run, "--sweep", "--sweep-n", "1", "--sample-steps", "2", "--sweep-scales", "3",
                  "--out", out, "--ref-ckpt", os.path.join(eval_run, "ckpt.pt")])
     assert "autoguidance" in json.load(open(os.path.join(out, "sweep.json")))["methods"]
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--sweep", "--sweep-n", "0"], "--sweep-n must be >= 1"),
+    (["--sweep", "--sweep-n", "0"], "argument --sweep-n: expected a whole number >= 1"),
+    (["--sweep", "--sweep-scales", "1,nan"], "guidance scale s must be a finite number"),
     (["--sweep", "--sweep-scales", "1,x"], "--sweep-scales"),
     (["--eval", "/nonexistent/samples.npz"], "not found"),
 ])
@@ -194,7 +195,7 @@ def test_measuring_flags_bad_input(eval_run, capsys, argv, message):
 # ---------------------------------------------------------------- the benchmark suite (a smoke test, no timings asserted)
 
 def test_bench_cheap_cases_report_ratios_and_the_device(tmp_path, capsys):
-    from toydiff.bench import main as bench_main
+    from benchmarks.bench import main as bench_main
 
     out = str(tmp_path / "bench.json")
     bench_main(["guided-step", "memory", "--run", str(tmp_path / "none"), "--n", "1", "--repeats", "1",
@@ -209,7 +210,7 @@ def test_bench_cheap_cases_report_ratios_and_the_device(tmp_path, capsys):
 
 
 def test_reference_net_matches_the_unet_size_and_maps_shapes():
-    from toydiff.bench import matched_reference, n_params
+    from benchmarks.reference_unet import matched_reference, n_params
     from toydiff.config import preset
     from toydiff.unet import UNet
 

@@ -6,7 +6,7 @@ import torch
 from toydiff.errors import UserError
 from toydiff.guidance import guide
 from toydiff.pipeline import generate, trajectory
-from toydiff.sampling import ddim_sample, ddpm_sample, seeded_generators, timesteps
+from toydiff.sampling import Sampler, ddim_sample, ddpm_sample, seeded_generators, time_grid
 from toydiff.schedule import NoiseSchedule
 
 MU, SIGMA = 0.3, 0.5
@@ -23,19 +23,19 @@ def gaussian_denoiser(schedule):
     return denoise
 
 
-def test_timesteps_are_evenly_spaced_and_descending():
-    assert timesteps(10, 10) == list(range(9, -1, -1))
-    assert timesteps(1000, 1) == [999]
-    ts = timesteps(1000, 50)
+def test_the_time_grid_is_evenly_spaced_and_descending():
+    assert time_grid(10, 10) == list(range(9, -1, -1))
+    assert time_grid(1000, 1) == [999]
+    ts = time_grid(1000, 50)
     assert ts[0] == 999 and ts[-1] == 0 and len(set(ts)) == 50 and ts == sorted(ts, reverse=True)
     with pytest.raises(UserError):
-        timesteps(100, 101)
+        time_grid(100, 101)
     with pytest.raises(UserError):
-        timesteps(100, 0)
+        time_grid(100, 0)
 
 
 @pytest.mark.parametrize("sampler, kwargs", [
-    (ddpm_sample, {}), (ddim_sample, dict(steps=100, eta=1.0)), (ddim_sample, dict(steps=100, eta=0.0)),
+    (ddpm_sample, {}), (ddim_sample, dict(sample_steps=100, eta=1.0)), (ddim_sample, dict(sample_steps=100, eta=0.0)),
 ])
 def test_samplers_recover_the_data_distribution(sampler, kwargs):
     sched = NoiseSchedule("cosine", 100)
@@ -51,7 +51,7 @@ def test_ddim_with_eta_one_and_every_step_is_ddpm_pathwise():
     sched = NoiseSchedule("cosine", 100)
     den = gaussian_denoiser(sched)
     a = ddpm_sample(den, (500, 1, 1, 2), sched, generator=torch.Generator().manual_seed(3), clip=False)
-    b = ddim_sample(den, (500, 1, 1, 2), sched, steps=100, eta=1.0, generator=torch.Generator().manual_seed(3),
+    b = ddim_sample(den, (500, 1, 1, 2), sched, sample_steps=100, eta=1.0, generator=torch.Generator().manual_seed(3),
                     clip=False)
     torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
 
@@ -59,34 +59,36 @@ def test_ddim_with_eta_one_and_every_step_is_ddpm_pathwise():
 def test_a_fixed_seed_reproduces_samples_exactly(tiny_model):
     sched = NoiseSchedule("cosine", 100)
     g = guide(tiny_model, torch.tensor([1, 2, 3]), scale=3.0)
-    for sampler in ("ddim", "ddpm"):
-        a = generate(g, sched, seeds=[0, 1, 2], sampler=sampler, steps=5, eta=0.5)
-        b = generate(g, sched, seeds=[0, 1, 2], sampler=sampler, steps=5, eta=0.5)
+    for kind in ("ddim", "ddpm"):
+        sampler = Sampler(kind, 5, eta=0.5 if kind == "ddim" else 0.0)
+        a = generate(g, sched, sampler, seeds=[0, 1, 2])
+        b = generate(g, sched, sampler, seeds=[0, 1, 2])
         assert torch.equal(a, b)
-        c = generate(g, sched, seeds=[7, 8, 9], sampler=sampler, steps=5, eta=0.5)
+        c = generate(g, sched, sampler, seeds=[7, 8, 9])
         assert not torch.equal(a, c)
 
 
 def test_sample_i_is_reproducible_alone_and_independent_of_batching(tiny_model):
     sched = NoiseSchedule("cosine", 100)
     labels = torch.tensor([4, 5, 6, 7])
-    whole = generate(guide(tiny_model, labels, scale=2.0), sched, seeds=[10, 11, 12, 13], sampler="ddpm", steps=4)
-    alone = generate(guide(tiny_model, labels[2:3], scale=2.0), sched, seeds=[12], sampler="ddpm", steps=4)
+    ddpm = Sampler("ddpm", 4)
+    whole = generate(guide(tiny_model, labels, scale=2.0), sched, ddpm, seeds=[10, 11, 12, 13])
+    alone = generate(guide(tiny_model, labels[2:3], scale=2.0), sched, ddpm, seeds=[12])
     torch.testing.assert_close(whole[2:3], alone, atol=1e-5, rtol=1e-5)
-    split = generate(guide(tiny_model, labels, scale=2.0), sched, seeds=[10, 11, 12, 13], sampler="ddpm", steps=4,
-                     batch_size=3)
+    split = generate(guide(tiny_model, labels, scale=2.0), sched, Sampler("ddpm", 4, batch_size=3),
+                     seeds=[10, 11, 12, 13])
     torch.testing.assert_close(whole, split, atol=1e-5, rtol=1e-5)
 
 
 def test_trajectory_yields_every_step_with_x0_in_range(tiny_model):
     sched = NoiseSchedule("cosine", 100)
-    steps = list(trajectory(guide(tiny_model, torch.tensor([1, 2]), scale=3.0), sched, seeds=[0, 1], steps=7))
-    assert [s.t for s in steps] == timesteps(100, 7)
+    steps = list(trajectory(guide(tiny_model, torch.tensor([1, 2]), scale=3.0), sched, Sampler("ddim", 7), seeds=[0, 1]))
+    assert [s.t for s in steps] == time_grid(100, 7)
     assert all(s.x.shape == (2, 1, 8, 8) and s.x0.abs().max() <= 1 for s in steps)
     torch.testing.assert_close(steps[-1].x, steps[-1].x0)       # the last step returns x0_hat itself
 
 
 def test_per_sample_generators_need_one_per_sample():
     with pytest.raises(ValueError):
-        ddim_sample(lambda x, t: x, (3, 1, 2, 2), NoiseSchedule("cosine", 10), steps=2,
+        ddim_sample(lambda x, t: x, (3, 1, 2, 2), NoiseSchedule("cosine", 10), sample_steps=2,
                     generator=seeded_generators([0, 1]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from toydiff.errors import UserError
-from toydiff.schedule import NoiseSchedule
+from toydiff.schedule import NoiseSchedule, posterior
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear"])
@@ -44,21 +44,26 @@ def test_eps_and_x0_conversions_are_inverse():
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear"])
-def test_posterior_is_consistent_with_the_marginals(kind):
-    """q(x_{t-1}|x_t, x0) composed with q(x_t|x0) must give q(x_{t-1}|x0) = N(sqrt(abar_{t-1}) x0, 1 - abar_{t-1}):
-    mean  c0 + ct sqrt(abar_t) = sqrt(abar_{t-1});  variance  ct^2 (1 - abar_t) + beta~_t = 1 - abar_{t-1}."""
-    s = NoiseSchedule(kind, 1000)
-    ab, ab_prev = s.alpha_bar, s.alpha_bar_prev
-    torch.testing.assert_close(s.posterior_coef_x0 + s.posterior_coef_xt * ab.sqrt(), ab_prev.sqrt())
-    torch.testing.assert_close(s.posterior_coef_xt ** 2 * (1 - ab) + s.posterior_var, 1 - ab_prev)
+@pytest.mark.parametrize("stride", [1, 7])
+def test_posterior_is_consistent_with_the_marginals(kind, stride):
+    """q(x_t' | x_t, x0) composed with q(x_t | x0) must give q(x_t' | x0) = N(sqrt(abar_t') x0, 1 - abar_t'):
+    with mean c0 x0 + ct x_t, c0 + ct sqrt(abar_t) = sqrt(abar_t') and ct^2 (1 - abar_t) + beta~ = 1 - abar_t'.
+    stride 1 is the paper's t' = t - 1; stride 7 a respaced chain (the samplers' case)."""
+    ab = NoiseSchedule(kind, 1000).alpha_bar
+    ab_t, ab_prev = ab[stride::stride], ab[:-stride:stride]
+    ones = torch.ones_like(ab_t)
+    c0, var = posterior(ones, 0 * ones, ab_t, ab_prev)          # x0 = 1, x_t = 0: the mean is c0
+    ct, _ = posterior(0 * ones, ones, ab_t, ab_prev)            # x0 = 0, x_t = 1: the mean is ct
+    torch.testing.assert_close(c0 + ct * ab_t.sqrt(), ab_prev.sqrt())
+    torch.testing.assert_close(ct ** 2 * (1 - ab_t) + var, 1 - ab_prev)
 
 
-def test_posterior_gathers_per_sample():
-    s = NoiseSchedule("cosine", 100)
-    x0, xt = torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)
-    mean, var = s.posterior(x0, xt, torch.tensor([5, 50]))
-    assert mean.shape == (2, 1, 2, 2) and var.shape == (2, 1, 1, 1)
-    assert mean[0, 0, 0, 0].item() == pytest.approx(s.posterior_coef_x0[5].item(), rel=1e-5)
+def test_posterior_to_x0_at_the_last_step_is_x0_itself():
+    """abar_prev = 1 (the last step, to x_0): the mean is x0 and the variance 0."""
+    x0, xt = torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2)
+    mean, var = posterior(x0, xt, 0.9, 1.0)
+    torch.testing.assert_close(mean, x0)
+    assert var == 0
 
 
 def test_bad_schedule_is_a_user_error():

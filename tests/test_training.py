@@ -10,7 +10,8 @@ from toydiff import checkpoint
 from toydiff.data import load_dataset
 from toydiff.errors import UserError
 from toydiff.schedule import NoiseSchedule
-from toydiff.training import check_run_dir, diffusion_loss, train
+from toydiff.checkpoint import check_run_dir
+from toydiff.training import diffusion_loss, train
 
 from conftest import tiny_config
 
@@ -59,7 +60,8 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds_the_ema_model(tmp_path)
     raw = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert raw["format"] == "toydiff" and raw["version"] == checkpoint.FORMAT_VERSION and raw["step"] == 10
     assert set(raw) >= {"config", "model", "ema", "optimizer", "scheduler", "rng", "ema_updates"}
-    model, cfg, step = checkpoint.load_model(str(tmp_path / "ckpt.pt"))
+    run = checkpoint.load_run(str(tmp_path / "ckpt.pt"))
+    model, cfg, step = run.model, run.cfg, run.step
     assert step == 10 and cfg == tiny_config(steps=10)
     x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([3, 50]), torch.tensor([1, 10])
     torch.testing.assert_close(model(x, t, y), ema(x, t, y))
@@ -70,7 +72,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     data, cpu, cfg = few_digits(), torch.device("cpu"), tiny_config(steps=20, keep_every=10)
     train(cfg, straight, data=data, device=cpu, progress=False)
-    train(cfg, resumed, data=data, device=cpu, resume_from=os.path.join(straight, "ckpt_step10.pt"), progress=False)
+    train(cfg, resumed, data=data, device=cpu, resume=checkpoint.load(os.path.join(straight, "ckpt_step10.pt")), progress=False)
     assert [row for row in read_log(straight) if row[0] > 10] == read_log(resumed)
     a, b = torch.load(os.path.join(straight, "ckpt.pt")), torch.load(os.path.join(resumed, "ckpt.pt"))
     for key in ("model", "ema", "optimizer"):

@@ -60,17 +60,17 @@ def test_plot_alignment_removal_and_grids(tmp_path):
 @pytest.fixture
 def fake_judge(monkeypatch):
     """An untrained judge, so the figure pipeline runs without training one (classifier tests cover that)."""
-    from toydiff import classifier
+    from toydiff import judge as judge_module
 
     torch.manual_seed(0)
-    judge = classifier.Judge(classifier.config_for("digits", (1, 8, 8), 10)).eval()
-    monkeypatch.setattr(classifier, "judge_for", lambda *args, **kwargs: judge)
+    judge = judge_module.Judge(judge_module.config_for("digits", (1, 8, 8), 10)).eval()
+    monkeypatch.setattr(judge_module, "judge_for", lambda *args, **kwargs: judge)
 
 
 def test_sample_figures_all_writes_every_png(trained_run, tmp_path, fake_judge, capsys):
     out = tmp_path / "figs"
     sample_main(["--run", trained_run, "--figures", "all", "--out", str(out), "--cloud-n", "4", "--n", "2",
-                 "--steps", "3", "--class", "3", "--negative", "8", "--device", "cpu"])
+                 "--sample-steps", "3", "--class", "3", "--negative", "8", "--device", "cpu"])
     for name in ("means", "trajectories", "alignment", "removal", "grids"):
         check_png(out / f"{name}.png")
     text = capsys.readouterr().out
@@ -80,7 +80,7 @@ def test_sample_figures_all_writes_every_png(trained_run, tmp_path, fake_judge, 
 @pytest.mark.parametrize("argv, message", [
     (["--class", "none"], "positive class"),
     (["--class", "3", "--negative", "3"], "two different classes"),
-    (["--negative", "12"], "out of range"),
+    (["--negative", "12"], "must lie in 0..9"),
     (["--cloud-n", "0"], "--cloud-n"),
 ])
 def test_sample_figures_bad_input_is_one_line(trained_run, tmp_path, capsys, argv, message):

@@ -15,48 +15,73 @@ import glob
 import os
 import pickle
 import re
-import tempfile
 import zipfile
+from dataclasses import dataclass
 
 import torch
 
-from .config import Config, check_config, from_dict
+from .config import Config, ConfigError, check_config, from_dict
 from .errors import UserError
+from .files import TEMP_SUFFIX, atomic_write
 
 FORMAT = "toydiff"
 FORMAT_VERSION = 1
+CKPT_FILE = "ckpt.pt"                   # <run>/ckpt.pt: the latest checkpoint of a run
+
+
+def kept_name(step: int) -> str:
+    """The file name of the checkpoint kept at `step` (`--keep-every`), e.g. for autoguidance's reference."""
+    return f"ckpt_step{step}.pt"
+
+
+def locate(run_dir: str, ckpt: str | None = None) -> tuple[str, str]:
+    """(checkpoint path, run folder): `ckpt` if given (its folder is the run), else <run_dir>/ckpt.pt. The one
+    place a run folder is derived from a checkpoint path; judge.pt and kept checkpoints live in the run folder."""
+    if ckpt is None:
+        return os.path.join(run_dir, CKPT_FILE), run_dir
+    return ckpt, os.path.dirname(ckpt) or "."
+
+
+def kept_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+    """(step, path) of every kept ckpt_step{N}.pt in `run_dir`, by step."""
+    found = (re.fullmatch(r"ckpt_step(\d+)\.pt", name) for name in os.listdir(run_dir))
+    return sorted((int(m.group(1)), os.path.join(run_dir, m.group(0))) for m in found if m)
+
+
+def run_checkpoints(run_dir: str) -> list[str]:
+    """The checkpoint files of the run in `run_dir`: ckpt.pt (if there) and every kept one."""
+    latest, _ = locate(run_dir)
+    return ([latest] if os.path.isfile(latest) else []) + [path for _, path in kept_checkpoints(run_dir)]
+
+
+def check_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> str | None:
+    """The checkpoint to resume from, or None for a fresh run; refuses to clobber a different run."""
+    path, _ = locate(run_dir)
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+    if resume:
+        if not os.path.isfile(path):
+            raise UserError(f"nothing to resume: {path} does not exist; drop --resume to start a new run")
+        return path
+    if os.path.exists(path) and not overwrite:
+        raise UserError(f"{run_dir} already holds a run ({path}); pass --resume to continue it, "
+                        "--overwrite to replace it, or --run DIR for a new folder")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise UserError(f"--run {run_dir} is a file, not a folder")
+    return None
 
 
 def save(payload: dict, path: str) -> None:
-    """Write `payload` to `path` atomically: temp file in the same folder, fsync, `os.replace`.
-
-    A crash at any moment leaves either the old file or the new one, never a truncated mix.
-    """
+    """Write `payload` to `path` atomically and durably (`files.atomic_write`: temp file, fsync, `os.replace`)."""
     payload = {"format": FORMAT, "version": FORMAT_VERSION, **payload}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)            # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: torch.save(payload, f), durable=True)
 
 
 def remove_partial_writes(folder: str) -> list[str]:
     """Delete the temp files `save` leaves behind when its process is killed mid-write (kill -9, power loss);
     return their paths. Call it only where no other process is saving into `folder`."""
-    stale = glob.glob(os.path.join(glob.escape(folder), "*.pt.*.tmp"))
+    stale = glob.glob(os.path.join(glob.escape(folder), f"*.pt.*{TEMP_SUFFIX}"))
     for path in stale:
         os.remove(path)
     return stale
@@ -89,9 +114,9 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict:
     """Read a toydiff diffusion checkpoint safely (a folder means its ckpt.pt); every failure is a one-line
     UserError."""
     if os.path.isdir(path):
-        path = os.path.join(path, "ckpt.pt")
+        path = os.path.join(path, CKPT_FILE)
     if not os.path.isfile(path):
-        raise UserError(f"checkpoint {path} not found; train one with `python train.py` or pass --ckpt PATH")
+        raise UserError(f"checkpoint {path} not found; train one with `python train.py`, or name another")
     ckpt = read(path, map_location)
     for key in ("config", "model", "ema", "step"):
         if key not in ckpt:
@@ -109,19 +134,30 @@ def config_of(ckpt: dict) -> Config:
         cfg = from_dict(ckpt["config"])
         check_model_config(cfg.model)           # shapes the UNet can build, e.g. image size vs levels
         check_config(cfg)
+    except ConfigError as err:
+        raise UserError(f"the checkpoint's config has {err}: a damaged checkpoint") from None
     except (AttributeError, TypeError, ValueError) as err:
         raise UserError(f"the checkpoint's config is malformed ({type(err).__name__}); "
                         "not a toydiff checkpoint, or a damaged one") from None
     return cfg
 
 
-def load_model(path: str, device: str | torch.device = "cpu", weights: str = "ema"):
-    """Rebuild the UNet stored in a checkpoint: returns (model in eval mode on `device`, Config, step)."""
+@dataclass
+class Run:
+    """A checkpoint read once: the model rebuilt from it, its Config and step, and where it lives."""
+    model: torch.nn.Module                 # in eval mode, no grad, on the device asked for
+    cfg: Config
+    step: int
+    path: str                              # the checkpoint file
+    ckpt: dict                             # everything the file holds (training state for --resume)
+
+
+def model_from(ckpt: dict, path: str, device: str | torch.device = "cpu", weights: str = "ema") -> Run:
+    """Rebuild the UNet stored in a loaded checkpoint `ckpt` (read from `path`)."""
     from .unet import UNet
 
     if weights not in ("ema", "model"):
         raise UserError(f"weights must be 'ema' or 'model', got {weights!r}")
-    ckpt = load(path)
     cfg = config_of(ckpt)
     model = UNet(cfg.model)
     try:
@@ -129,17 +165,22 @@ def load_model(path: str, device: str | torch.device = "cpu", weights: str = "em
     except (RuntimeError, TypeError, AttributeError) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise UserError(f"{path}: weights do not match the stored config ({first})") from None
-    return model.to(device).eval().requires_grad_(False), cfg, int(ckpt["step"])
+    return Run(model.to(device).eval().requires_grad_(False), cfg, int(ckpt["step"]), path, ckpt)
 
 
-def load_reference(path: str, like: Config, device: str | torch.device = "cpu", weights: str = "ema"):
-    """The worse model of autoguidance: load_model(path), refused unless it has `like`'s classes, image shape and
-    noise schedule (ref and pos must denoise the same x_t at the same t). Returns (model, step)."""
-    model, cfg, step = load_model(path, device=device, weights=weights)
+def load_run(path: str, device: str | torch.device = "cpu", weights: str = "ema") -> Run:
+    """`load` + `model_from`: the one read of a checkpoint file a command needs."""
+    return model_from(load(path), path, device=device, weights=weights)
+
+
+def load_reference(path: str, like: Config, device: str | torch.device = "cpu", weights: str = "ema") -> Run:
+    """The worse model of autoguidance: `load_run(path)`, refused unless it has `like`'s classes, image shape
+    and noise schedule (ref and pos must denoise the same x_t at the same t)."""
+    ref = load_run(path, device=device, weights=weights)
 
     def task(c: Config) -> tuple:
         return c.model.num_classes, c.model.in_channels, c.model.image_size, c.diffusion
-    if task(cfg) != task(like):
-        raise UserError(f"--ref-ckpt {path} has other classes, image shape or noise schedule than the model it "
-                        "guides; autoguidance needs the same task")
-    return model, step
+    if task(ref.cfg) != task(like):
+        raise UserError(f"the autoguidance reference {path} has other classes, image shape or noise schedule than "
+                        "the model it guides; autoguidance needs the same task")
+    return ref

@@ -113,23 +113,32 @@ def preset(dataset: str) -> Config:
                   train=TrainConfig(dataset=dataset, **p["train"]))
 
 
+class ConfigError(UserError):
+    """A config field out of its range: `field` names it (a front end may name its flag instead)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
 def check_config(cfg: Config) -> None:
-    """Refuse settings that cannot train, with the fix (the UNet checks its own shapes)."""
+    """Refuse settings that cannot train (the UNet checks its own shapes). Raises ConfigError."""
     tc, dc = cfg.train, cfg.diffusion
     rules = [
-        (tc.steps >= 1, f"--steps must be >= 1, got {tc.steps}"),
-        (tc.batch_size >= 1, f"--batch-size must be >= 1, got {tc.batch_size}"),
-        (tc.lr > 0 and tc.lr < float("inf"), f"--lr must be a positive number, got {tc.lr}"),
-        (0 <= tc.p_uncond < 1, f"--p-uncond must lie in [0, 1), got {tc.p_uncond}"),
-        (0 <= tc.ema_decay < 1, f"--ema-decay must lie in [0, 1), got {tc.ema_decay}"),
-        (tc.grad_clip > 0, f"--grad-clip must be > 0, got {tc.grad_clip}"),
-        (tc.ckpt_every >= 1 and tc.log_every >= 1, "--ckpt-every and --log-every must be >= 1"),
-        (tc.keep_every >= 0, f"--keep-every must be >= 0, got {tc.keep_every}"),
-        (tc.warmup >= 0, f"--warmup must be >= 0, got {tc.warmup}"),
-        (tc.amp in ("none", "bf16", "fp16"), f"--amp must be none, bf16 or fp16, got {tc.amp!r}"),
-        (dc.timesteps >= 2, f"--timesteps must be >= 2, got {dc.timesteps}"),
-        (dc.schedule in ("cosine", "linear"), f"--schedule must be cosine or linear, got {dc.schedule!r}"),
+        (tc.steps >= 1, "steps", f"must be >= 1, got {tc.steps}"),
+        (tc.batch_size >= 1, "batch_size", f"must be >= 1, got {tc.batch_size}"),
+        (0 < tc.lr < float("inf"), "lr", f"must be a positive number, got {tc.lr}"),
+        (0 <= tc.p_uncond < 1, "p_uncond", f"must lie in [0, 1), got {tc.p_uncond}"),
+        (0 <= tc.ema_decay < 1, "ema_decay", f"must lie in [0, 1), got {tc.ema_decay}"),
+        (tc.grad_clip > 0, "grad_clip", f"must be > 0, got {tc.grad_clip}"),
+        (tc.ckpt_every >= 1, "ckpt_every", f"must be >= 1, got {tc.ckpt_every}"),
+        (tc.log_every >= 1, "log_every", f"must be >= 1, got {tc.log_every}"),
+        (tc.keep_every >= 0, "keep_every", f"must be >= 0, got {tc.keep_every}"),
+        (tc.warmup >= 0, "warmup", f"must be >= 0, got {tc.warmup}"),
+        (tc.amp in ("none", "bf16", "fp16"), "amp", f"must be none, bf16 or fp16, got {tc.amp!r}"),
+        (dc.timesteps >= 2, "timesteps", f"must be >= 2, got {dc.timesteps}"),
+        (dc.schedule in ("cosine", "linear"), "schedule", f"must be cosine or linear, got {dc.schedule!r}"),
     ]
-    for ok, message in rules:
+    for ok, name, problem in rules:
         if not ok:
-            raise UserError(message)
+            raise ConfigError(name, problem)

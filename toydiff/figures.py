@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import checkpoint, geometry
+from . import geometry
+from .checkpoint import Run
 from .data import load_dataset
 from .guidance import guide
-from .pipeline import check_steps, generate, trajectory
+from .pipeline import generate, next_class, trajectory
+from .sampling import Sampler
 from .schedule import NoiseSchedule
 
 FIGURES = ("means", "trajectories", "alignment", "removal", "grids")
@@ -31,10 +33,11 @@ EXACT_MAX_POINTS = 5000                  # D* sums over at most this many traini
 
 @dataclass
 class Study:
-    """What every figure shares, loaded once: model, schedule, data, PCA plane, sampler settings, judge."""
+    """What every figure shares, loaded once: model, schedule, data, PCA plane, sampler, judge."""
     model: torch.nn.Module
     schedule: NoiseSchedule
-    run_dir: str
+    sampler: Sampler                     # resolved for the model's T
+    run_dir: str                         # where judge.pt is cached
     dataset: str
     data_dir: str | None
     class_names: tuple[str, ...]
@@ -42,38 +45,35 @@ class Study:
     train_y: torch.Tensor                # (N,)
     plane: geometry.Plane
     means: torch.Tensor                  # (K + 1, D): mu_c, last row mu
-    sampler: str = "ddim"
-    steps: int | None = None
-    eta: float = 0.0
-    batch_size: int = 256
     device: torch.device = torch.device("cpu")
     _judge: object = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, ckpt_path: str, *, device: torch.device, weights: str = "ema", **sampling) -> "Study":
-        model, cfg, _ = checkpoint.load_model(ckpt_path, device=device, weights=weights)
+    def of(cls, run: Run, run_dir: str, sampler: Sampler) -> "Study":
+        """The study of a loaded run: reads its training split and fits the PCA plane."""
+        cfg = run.cfg
         train, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True)
         x, y = train.tensors
-        return cls(model=model, schedule=NoiseSchedule.from_config(cfg.diffusion),
-                   run_dir=os.path.dirname(os.path.abspath(ckpt_path)), dataset=cfg.train.dataset,
+        return cls(model=run.model, schedule=NoiseSchedule.from_config(cfg.diffusion),
+                   sampler=sampler.resolve(cfg.diffusion.timesteps), run_dir=run_dir, dataset=cfg.train.dataset,
                    data_dir=cfg.train.data_dir, class_names=info.class_names, train_x=x, train_y=y,
                    plane=geometry.fit_plane(x), means=geometry.class_means(x, y, info.num_classes),
-                   device=device, **sampling)
+                   device=next(run.model.parameters()).device)
 
     @property
     def null(self) -> int:
         return len(self.class_names)
 
     def judge(self):
-        """The independent classifier (`classifier.judge_for`, cached as <run>/judge.pt)."""
+        """The independent classifier (`judge.judge_for`, cached as <run>/judge.pt)."""
         if self._judge is None:
-            from .classifier import judge_for
+            from .judge import judge_for
             self._judge = judge_for(self.run_dir, dataset=self.dataset, data_dir=self.data_dir,
                                     device=self.device)
         return self._judge
 
     def classify(self, images: torch.Tensor) -> np.ndarray:
-        from .classifier import predict
+        from .judge import predict
         return predict(self.judge(), images).cpu().numpy()
 
     def sample(self, labels: int | torch.Tensor, seeds: Sequence[int], *, scale: float = 1.0,
@@ -82,8 +82,7 @@ class Study:
         `negative` (an int or (N,); None: ref = null, i.e. CFG)."""
         labels = torch.as_tensor(labels).long().expand(len(seeds))
         g = guide(self.model, labels, scale=scale, negatives=[(negative, 1.0)] if negative is not None else ())
-        return generate(g, self.schedule, seeds=list(seeds), sampler=self.sampler, steps=self.steps, eta=self.eta,
-                        batch_size=self.batch_size)
+        return generate(g, self.schedule, self.sampler, seeds=list(seeds))
 
     def backdrop(self) -> dict:
         """The PCA-plane keyword arguments every plane figure shares."""
@@ -119,7 +118,7 @@ def trajectories_figure(st: Study, path: str, *, pos: int, neg: int, scale: floa
                      (f"negative, s = {scale:g} (ref = class {st.class_names[neg]})",
                       dict(scale=scale, negatives=[(neg, 1.0)]))):
         g = guide(st.model, torch.full((len(seeds),), pos), **kw)
-        steps = trajectory(g, st.schedule, seeds=list(seeds), sampler=st.sampler, steps=st.steps, eta=st.eta)
+        steps = trajectory(g, st.schedule, st.sampler, seeds=list(seeds))
         paths.append((name, np.stack([st.plane.project(s.x0) for s in steps])))      # (steps, seeds, 2)
     viz.plot_trajectories(path, **st.backdrop(), pos=pos, neg=neg, scale=scale, paths=paths)
 
@@ -171,7 +170,7 @@ def grids_figure(st: Study, path: str, *, classes: Sequence[int], negatives: Seq
     labels = torch.as_tensor(list(classes)).repeat_interleave(n)                       # (K n,)
     negs = torch.as_tensor(list(negatives)).repeat_interleave(n)
     seeds = list(range(seed, seed + len(labels)))
-    if len(classes) > 1 and all(k == (c + 1) % st.null for c, k in zip(classes, negatives)):
+    if len(classes) > 1 and negs.tolist() == next_class(labels, st.null).tolist():
         which = "row c avoids c + 1"
     else:
         which = "ref = " + ", ".join(f"class {st.class_names[k]}" for k in sorted(set(negatives)))
@@ -181,14 +180,18 @@ def grids_figure(st: Study, path: str, *, classes: Sequence[int], negatives: Seq
     viz.plot_grids(path, grids=grids, nrow=n, row_names=[f"class {st.class_names[c]}" for c in classes])
 
 
-def make_figures(which: Sequence[str], *, ckpt_path: str, out: str, pos: int, neg: int, scale: float,
-                 seed: int, cloud_n: int, grid_classes: Sequence[int], grid_negatives: Sequence[int],
-                 grid_n: int, device: torch.device, weights: str = "ema", sampler: str = "ddim",
-                 steps: int | None = None, eta: float = 0.0, batch_size: int = 256,
-                 n_trajectories: int = 5) -> list[str]:
+def make_figures(st: Study, which: Sequence[str], *,
+                 out: str,                          # folder, already checked writable
+                 pos: int, neg: int,                # the pair of every figure (removal removes neg)
+                 scale: float,                      # s of the guided clouds and grids
+                 seed: int,                         # sample i of every cloud / grid uses seed + i
+                 cloud_n: int,                      # samples per cloud (means, removal)
+                 grid_classes: Sequence[int],       # rows of grids.png
+                 grid_negatives: Sequence[int],     # the negative of each row
+                 grid_n: int,                       # samples per grid row
+                 n_trajectories: int = 5,
+                 ) -> list[str]:
     """Write the requested figures into `out`; print the numbers each one measured; return the paths."""
-    st = Study.load(ckpt_path, device=device, weights=weights, sampler=sampler, steps=steps, eta=eta,
-                    batch_size=batch_size)
     names, cloud = st.class_names, list(range(seed, seed + cloud_n))
     written = []
     for name in which:
@@ -212,34 +215,3 @@ def make_figures(which: Sequence[str], *, ckpt_path: str, out: str, pos: int, ne
         print(f"wrote {path}")
         written.append(path)
     return written
-
-
-def run_from_args(args, ckpt_path: str) -> list[str]:
-    """`sample.py --figures NAME`: the sample flags -> `make_figures` (default out figures/)."""
-    from .errors import UserError
-    from .runtime import resolve_device, writable_dir
-
-    if args.cls == "none":
-        raise UserError("--figures needs a positive class: pass --class K (or leave the default)")
-    if args.cloud_n < 1:
-        raise UserError(f"--cloud-n must be >= 1, got {args.cloud_n}")
-    cfg = checkpoint.config_of(checkpoint.load(ckpt_path))
-    check_steps(args.steps, cfg.diffusion.timesteps)
-    K = cfg.model.num_classes
-    pos = DEFAULT_POS if args.cls == "all" else args.cls
-    neg = args.negative[0][0] if args.negative else DEFAULT_NEG
-    for flag, k in (("--class", pos), ("--negative", neg)):
-        if not 0 <= k < K:
-            raise UserError(f"{flag} {k} is out of range: classes are 0..{K - 1}")
-    if pos == neg:
-        raise UserError(f"--class and --negative are both {pos}: the figures need two different classes")
-    classes = list(range(K)) if args.cls == "all" else [pos]
-    pairs = args.cls == "all" and not args.negative                          # as sample.py: row c avoids c + 1
-    grid_negatives = [(c + 1) % K for c in classes] if pairs else [neg] * len(classes)
-    out = args.out or "figures"
-    writable_dir(out, what="output folder", flag="--out")
-    return make_figures(FIGURES if args.figures == "all" else [args.figures], ckpt_path=ckpt_path, out=out,
-                        pos=pos, neg=neg, scale=args.scale, seed=args.seed, cloud_n=args.cloud_n,
-                        grid_classes=classes, grid_negatives=grid_negatives, grid_n=args.n,
-                        device=resolve_device(args.device), weights=args.weights, sampler=args.sampler,
-                        steps=args.steps, eta=args.eta, batch_size=args.batch_size)

@@ -5,7 +5,7 @@ Notation: x_i are the N training images (flattened to D = C*H*W), y_i their labe
     class mean          mu_c = mean_{i in I_c} x_i                 global mean  mu = mean_i x_i
     guidance direction  d(x_t, t) = x0_hat(x_t, t, pos) - x0_hat(x_t, t, ref)
 
-The guided x0-prediction is x0_ref + s * d (the formula is linear, DESIGN.md), so d is the step that guidance
+The guided x0-prediction is x0_ref + s * d (the formula is linear, guidance.py), so d is the step that guidance
 scales. This module measures how d lines up with the mean-to-mean direction mu_pos - mu_ref at every noise level,
 for the learned model and for the exact empirical-optimal denoiser of the training set:
 

@@ -19,8 +19,10 @@ All branches that share a model go through one forward of a concatenated batch.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -51,10 +53,32 @@ def batched_forward(model: nn.Module, x: torch.Tensor, t: torch.Tensor,
 
 
 def normalise_weights(weights: Sequence[float]) -> torch.Tensor:
-    w = torch.as_tensor(list(weights), dtype=torch.float32)
+    """a_j / sum_j a_j as float32, normalised in float64 (float32 would overflow the sum of weights near 3e38)."""
+    w = torch.as_tensor(list(weights), dtype=torch.float64)
     if w.numel() == 0 or not torch.isfinite(w).all() or (w <= 0).any():
         raise UserError(f"negative weights must be finite and > 0, got {list(weights)}")
-    return w / w.sum()
+    a = (w / w.sum()).float()
+    if (a == 0).any():
+        raise UserError(f"negative weights {list(weights)} span more than float32 can carry (a normalised weight "
+                        "rounds to 0); use weights of similar size")
+    return a
+
+
+def check_classes(labels: torch.Tensor | Sequence[int], num_classes: int, *, what: str = "classes",
+                  null_allowed: bool = False) -> None:
+    """The rule for labels: classes 0..K-1, plus the null label K where `null_allowed` (pos of removal)."""
+    labels = torch.as_tensor(labels)
+    top = num_classes if null_allowed else num_classes - 1
+    if labels.numel() and (labels.min() < 0 or labels.max() > top):
+        none = f" (or {num_classes} = none)" if null_allowed else ""
+        raise UserError(f"{what} must lie in 0..{num_classes - 1}{none}, got {labels.unique().tolist()}")
+
+
+def check_scale(scale: float) -> float:
+    """The rule for s: a finite number (s = 1 none; Ho & Salimans' w = s - 1)."""
+    if not math.isfinite(float(scale)):
+        raise UserError(f"guidance scale s must be a finite number, got {scale}")
+    return float(scale)
 
 
 @dataclass
@@ -71,13 +95,27 @@ class Guided:
     """
 
     model: nn.Module
-    pos: torch.Tensor
-    ref: torch.Tensor
+    pos: torch.Tensor = field(metadata={"sample_dim": 0})
+    ref: torch.Tensor = field(metadata={"sample_dim": 1})
     ref_weights: torch.Tensor
     scale: float
     ref_model: nn.Module | None = None
     interval: tuple[int, int] | None = None
     rescale: float = 0.0
+
+    def take(self, index: slice | torch.Tensor) -> Guided:
+        """The same denoiser for the samples `index` only: every per-sample field (marked `sample_dim`) is
+        indexed along its sample dimension."""
+        return dataclasses.replace(self, **{
+            f.name: getattr(self, f.name)[(slice(None),) * f.metadata["sample_dim"] + (index,)]
+            for f in dataclasses.fields(self) if "sample_dim" in f.metadata})
+
+    def negative_classes(self) -> torch.Tensor:
+        """(J, B) the negative classes k_j of each sample, -1 where the reference is not a class (the null label
+        of CFG, or the positive label through a worse model in autoguidance)."""
+        if self.ref_model is not None:
+            return torch.full_like(self.ref, -1)
+        return torch.where(self.ref == self.model.cfg.num_classes, -1, self.ref)
 
     def scales(self, t: torch.Tensor) -> torch.Tensor:
         """Per-sample s: `scale` inside the interval, 1 outside. (B,)"""
@@ -117,22 +155,22 @@ def guide(model: nn.Module, pos: torch.Tensor, *,
     """
     null = model.cfg.num_classes
     pos = torch.as_tensor(pos, dtype=torch.long)
-    if pos.numel() and (pos.min() < 0 or pos.max() > null):
-        raise UserError(f"class labels must lie in 0..{null - 1} (or {null} = none), got {pos.unique().tolist()}")
-    if not torch.isfinite(torch.tensor(float(scale))):
-        raise UserError(f"guidance scale must be finite, got {scale}")
+    check_classes(pos, null, what="class labels", null_allowed=True)
+    scale = check_scale(scale)
+    if negatives and ref_model is not None:
+        raise UserError("autoguidance's reference is the positive label through the worse model; "
+                        "it does not combine with negative classes")
     if negatives:
         labels, weights = zip(*negatives)
         ref = torch.stack([torch.as_tensor(k, dtype=torch.long).expand(pos.shape) for k in labels])   # (J, B)
-        if ref.min() < 0 or ref.max() >= null:
-            raise UserError(f"negative classes must lie in 0..{null - 1}, got {ref.unique().tolist()}")
+        check_classes(ref, null, what="negative classes")
         ref_weights = normalise_weights(weights)
     else:
         ref = (pos if ref_model is not None else torch.full_like(pos, null))[None]      # (1, B)
         ref_weights = torch.ones(1)
     if interval is not None and interval[0] > interval[1]:
         raise UserError(f"guidance interval must have t_lo <= t_hi, got {interval}")
-    if not 0 <= rescale <= 1:
+    if not 0 <= rescale <= 1:                         # NaN fails too
         raise UserError(f"rescale phi must lie in [0, 1], got {rescale}")
     device = next(model.parameters()).device
-    return Guided(model, pos.to(device), ref.to(device), ref_weights, float(scale), ref_model, interval, rescale)
+    return Guided(model, pos.to(device), ref.to(device), ref_weights, scale, ref_model, interval, rescale)

@@ -1,4 +1,4 @@
-"""Sample-quality metrics measured by the independent judge (`classifier.py`), never by the diffusion model.
+"""Sample-quality metrics measured by the independent judge (`judge.py`), never by the diffusion model.
 
 For one set of samples (images, requested labels, negatives):
     accuracy        share classified as the requested class (over samples with a label >= 0)
@@ -14,24 +14,19 @@ For one set of samples (images, requested labels, negatives):
 FID is biased upwards at small N (here 20-200 samples against ~36-360 real ones), so compare numbers only at
 equal N; the `real` reference row (real TRAINING images scored against the test split at the same N) is the floor.
 
-`samples.npz` (see `sample_cli.write_npz`) holds images in [0, 1]; the judge takes [-1, 1].
+Pure maths on the judge's predictions and features, plus `evaluate_samples` for a whole `samples.Samples`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .classifier import Judge, features, predict, threads
-from .errors import UserError
-
-NPZ_KEYS = ("images", "labels", "negatives", "sets")
+from .judge import Judge, features, predict, threads
+from .samples import Samples
 
 
 # ---------------------------------------------------------------- label metrics (pure functions of predictions)
@@ -190,134 +185,17 @@ def real_row(real: RealReference, *, labels: np.ndarray) -> dict:
     return row
 
 
-def load_samples(path: str, *, shape: tuple[int, int, int] | None = None,
-                 num_classes: int | None = None) -> dict[str, np.ndarray]:
-    """Read and check a samples.npz (no pickle). Any missing key, wrong shape or out-of-range value is a
-    one-line UserError naming the problem."""
-    if not os.path.isfile(path):
-        raise UserError(f"{path} not found; write one with `python sample.py` (samples.npz)")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"cannot read {path} as a samples.npz ({type(err).__name__}); "
-                        "write one with `python sample.py`") from None
-    missing = [k for k in NPZ_KEYS if k not in arrays]
-    if missing:
-        raise UserError(f"{path} lacks {', '.join(missing)}: not a toydiff samples.npz (see README, samples.npz)")
-    images, labels, negatives, sets = (arrays[k] for k in NPZ_KEYS)
-    if images.ndim != 4:
-        raise UserError(f"{path}: images must be (N, C, H, W), got shape {images.shape}")
-    n = len(images)
-    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
-        raise UserError(f"{path}: images are {tuple(images.shape[1:])} but the judge expects {tuple(shape)}")
-    if labels.shape != (n,) or sets.shape != (n,) or negatives.ndim != 2 or len(negatives) != n:
-        raise UserError(f"{path}: labels {labels.shape}, sets {sets.shape} and negatives {negatives.shape} "
-                        f"must be (N,), (N,) and (N, J) with N = {n} images")
-    if not np.issubdtype(labels.dtype, np.integer) or not np.issubdtype(negatives.dtype, np.integer):
-        raise UserError(f"{path}: labels and negatives must be integers, got {labels.dtype} and {negatives.dtype}")
-    if not np.issubdtype(images.dtype, np.floating) or not np.isfinite(images).all():
-        raise UserError(f"{path}: images must be finite floats in [0, 1]")
-    if images.size and (images.min() < -1e-6 or images.max() > 1 + 1e-6):
-        raise UserError(f"{path}: images must lie in [0, 1], found [{images.min():.3g}, {images.max():.3g}]")
-    if num_classes is not None and (labels.max(initial=-1) >= num_classes or negatives.max(initial=-1) >= num_classes
-                                    or labels.min(initial=-1) < -1 or negatives.min(initial=-1) < -1):
-        raise UserError(f"{path}: labels and negatives must lie in -1..{num_classes - 1}")
-    arrays["sets"] = sets.astype(str)
-    return arrays
-
-
-def _borrowed_negatives(arrays: dict, name: str) -> tuple[np.ndarray, str | None]:
-    """A set without negatives (none, cfg, ...) is scored against the negatives of a set in the same file
-    that has the same labels (the `negative` set on the same seeds), so its neg_rate is the baseline."""
-    sets, labels, negs = arrays["sets"], arrays["labels"], arrays["negatives"]
-    own = negs[sets == name]
-    if (own >= 0).any():
-        return own, None
-    for other in dict.fromkeys(sets.tolist()):
-        theirs = negs[sets == other]
-        if other != name and (theirs >= 0).any() and np.array_equal(labels[sets == other], labels[sets == name]):
-            return theirs, other
-    return own, None
-
-
-def evaluate_npz(path: str, judge: Judge, real: RealReference, *, write: bool = True) -> dict:
-    """Metrics per set of a samples.npz (+ the real reference row); writes metrics.json beside it."""
-    arrays = load_samples(path, shape=(judge.cfg.in_channels, judge.cfg.image_size, judge.cfg.image_size),
-                          num_classes=judge.cfg.num_classes)
-    result = {"judge_test_accuracy": judge.test_accuracy, "samples": os.path.abspath(path), "sets": {}}
-    first_labels = None
-    for name in dict.fromkeys(arrays["sets"].tolist()):
-        mask = arrays["sets"] == name
-        images = torch.from_numpy(arrays["images"][mask]).float() * 2 - 1
-        negatives, borrowed = _borrowed_negatives(arrays, name)
-        row = evaluate(judge, images, arrays["labels"][mask], negatives, real)
-        row["negatives_from"] = borrowed or name
+def evaluate_samples(samples: Samples, judge: Judge, real: RealReference) -> dict:
+    """Metrics per set of a samples.npz, plus the `real` reference row on the first set's labels. A set's
+    negative-class rate is measured against the negatives of `samples.neg_rate_from(set)` (same labels, same
+    seeds: for an unguided set, the rate without the push)."""
+    result = {"judge_test_accuracy": judge.test_accuracy, "sets": {}}
+    for name in samples.names:
+        baseline = samples.neg_rate_from(name)
+        row = evaluate(judge, samples.images(name), samples.of(name, "labels"), samples.of(baseline, "negatives"),
+                       real)
+        row["negatives_from"] = baseline
         result["sets"][name] = row
-        first_labels = arrays["labels"][mask] if first_labels is None else first_labels
-    if first_labels is not None:
-        result["real"] = real_row(real, labels=first_labels)
-    if write:
-        out = os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.json")
-        tmp = out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(jsonable(result), f, indent=1)
-        os.replace(tmp, out)
-        result["path"] = out
-    return result
-
-
-def jsonable(obj):
-    """NaN -> None and numpy scalars -> Python, so the file is strict JSON."""
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
-
-
-def _fmt(v: float, pct: bool = False) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{100 * v:.1f}%" if pct else f"{v:.2f}"
-
-
-def format_table(result: dict) -> str:
-    """A small fixed-width table: one row per set, then the real reference."""
-    head = f"{'set':<14}{'n':>5}{'accuracy':>10}{'neg-rate':>10}{'FID':>8}{'FID/class':>11}{'diversity':>11}"
-    lines = [head, "-" * len(head)]
-    rows = list(result["sets"].items()) + ([("real (train)", result["real"])] if "real" in result else [])
-    for name, r in rows:
-        lines.append(f"{name:<14}{r['n']:>5}{_fmt(r['accuracy'], True):>10}{_fmt(r['neg_rate'], True):>10}"
-                     f"{_fmt(r['fid']):>8}{_fmt(r['fid_class_mean']):>11}{_fmt(r['diversity']):>11}")
-    notes = [f"judge test accuracy {100 * result['judge_test_accuracy']:.2f}% (real test split)"]
-    borrowed = {n: r["negatives_from"] for n, r in result["sets"].items() if r.get("negatives_from") not in (None, n)}
-    if borrowed:
-        notes.append("neg-rate of " + ", ".join(borrowed) + f" uses the negatives of the "
-                     f"'{next(iter(borrowed.values()))}' set (same labels and seeds): the unguided baseline")
-    for name, r in result["sets"].items():
-        if math.isnan(r["accuracy"]):                  # unconditional / removal: what classes came out
-            freqs = " ".join(f"{c}:{100 * p:.0f}%" for c, p in enumerate(r["frequencies"]))
-            notes.append(f"{name} class frequencies {freqs}")
-    return "\n".join(lines + notes)
-
-
-def evaluate_run(npz_path: str, ckpt_path: str, *, device: str | torch.device = "cpu") -> dict:
-    """`sample.py --eval`: score a samples.npz with the judge of the checkpoint's dataset (cached as
-    judge.pt beside the checkpoint), print the table and write metrics.json beside the samples."""
-    from . import checkpoint
-    from .classifier import judge_for
-
-    load_samples(npz_path)                                   # a malformed file fails before any training
-    cfg = checkpoint.config_of(checkpoint.load(ckpt_path))
-    judge = judge_for(os.path.dirname(ckpt_path) or ".", dataset=cfg.train.dataset, data_dir=cfg.train.data_dir,
-                      device=device)
-    real = real_reference(judge, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir)
-    result = evaluate_npz(npz_path, judge, real)
-    print(format_table(result))
-    print(f"wrote {result['path']}")
+    if samples.names:
+        result["real"] = real_row(real, labels=samples.of(samples.names[0], "labels"))
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -25,11 +24,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for a GPU but CUDA is not available here; use --device cpu or auto")
+        raise UserError(f"device {name} asked for a GPU but CUDA is not available here; use cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        raise UserError(f"device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps asked for Apple's GPU but MPS is not available here; use --device cpu")
+        raise UserError("device mps asked for Apple's GPU but MPS is not available here; use cpu")
     return device
 
 
@@ -64,15 +63,3 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info, device
-
-
-def writable_dir(folder: str, *, what: str, flag: str) -> str:
-    """Create `folder` if needed and prove it is writable with a uniquely named probe file (several torchrun
-    ranks may probe the same folder at once). Failure is a UserError naming `what` it is and `flag` to change."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test."):
-            pass
-    except OSError as err:
-        raise UserError(f"cannot write to {what} {folder} ({err.strerror or err}); pick another with {flag}") from None
-    return folder

@@ -6,124 +6,125 @@
     python sample.py --class none --negative 7        # removal: "anything but 7"
     python sample.py --ref-ckpt runs/digits/ckpt_step500.pt   # + autoguidance (ref = an early checkpoint)
 
-Writes grid_<set>.png per set and samples.npz (images in [0, 1], labels, negatives, scales, seeds, settings).
+One mode per call: sampling (the default, `--eval` to also score the samples), `--figures NAME`, `--sweep`, or
+`--eval FILE` (score an existing samples.npz). A flag the chosen mode does not use is refused in one line, never
+silently ignored. The study modes live in study_cli.py.
+
+Writes grid_<set>.png per set and samples.npz (see toydiff/samples.py).
 Guidance scale convention: eps = eps_ref + s (eps_pos - eps_ref); s = 1 is no guidance; Ho & Salimans' w = s - 1.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import argparse
 import os
 import sys
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from . import checkpoint
-from .errors import ArgumentParser, UserError, run_cli
+from . import checkpoint, cli, samples
+from .cli import ArgumentParser, run_cli
+from .errors import UserError
 from .figures import FIGURES
-from .guidance import guide
-from .pipeline import check_steps, generate, next_class, save_grid
-from .runtime import resolve_device, writable_dir
-from .sampling import SAMPLERS
+from .files import writable_dir
+from .guidance import check_classes, guide
+from .pipeline import generate, next_class, save_grid
+from .runtime import resolve_device
+from .sampling import SAMPLERS, Sampler
+from .samples import SampleSet
 from .schedule import NoiseSchedule
 
-
-@dataclass
-class SampleSet:
-    """One guided set: `name` (none, cfg, negative, removal), labels (N,) with null for none, negatives
-    as [(k_j (N,), a_j)], and the scale s."""
-    name: str
-    labels: torch.Tensor
-    negatives: list[tuple[torch.Tensor, float]]
-    scale: float
-
-
-def parse_negative(text: str) -> tuple[int, float]:
-    """'K' or 'K:WEIGHT' -> (K, weight)."""
-    k, _, w = text.partition(":")
-    try:
-        k_int, weight = int(k), float(w) if w else 1.0
-    except ValueError:
-        raise UserError(f"--negative expects K or K:WEIGHT (e.g. 7 or 7:0.5), got {text!r}") from None
-    if not (math.isfinite(weight) and weight > 0):
-        raise UserError(f"--negative {text}: the weight must be a finite number > 0")
-    return k_int, weight
-
-
-def parse_class(text: str) -> str | int:
-    if text in ("all", "none"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"--class expects an integer, 'all' or 'none', got {text!r}") from None
-
-
-def parse_interval(text: str) -> tuple[int, int]:
-    """'LO:HI' -> (LO, HI), timestep indices."""
-    lo, sep, hi = text.partition(":")
-    try:
-        interval = int(lo), int(hi)
-    except ValueError:
-        interval = None
-    if not sep or interval is None or interval[0] > interval[1]:
-        raise UserError(f"--interval expects LO:HI with integer timesteps LO <= HI (e.g. 200:800), got {text!r}")
-    return interval
+# Every flag's default. The parser leaves each at None so a flag the user typed can be told from one they did not.
+DEFAULTS = dict(run="runs/digits", ckpt=None, device="auto", weights="ema", cls="all", negative=[], scale=3.0,
+                sampler="ddim", sample_steps=None, eta=0.0, n=8, seed=0, out=None, batch_size=256, ref_ckpt=None,
+                interval=None, rescale=0.0, figures=None, cloud_n=300, eval=None, sweep=False, sweep_n=20,
+                sweep_scales=None)
+_RUN = {"run", "ckpt", "device"}
+_SAMPLER = {"weights", "sampler", "sample_steps", "eta", "seed", "out", "batch_size"}
+MODES = {                                   # mode -> the flags it uses; every other flag is refused in that mode
+    "sampling": _RUN | _SAMPLER | {"cls", "negative", "scale", "n", "ref_ckpt", "interval", "rescale", "eval"},
+    "--figures": _RUN | _SAMPLER | {"figures", "cls", "negative", "scale", "n", "cloud_n"},
+    "--sweep": _RUN | _SAMPLER | {"sweep", "ref_ckpt", "interval", "sweep_n", "sweep_scales"},
+    "--eval FILE": _RUN | {"eval"},
+}
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="sample.py", description="Sample a toydiff run with CFG and negative guidance.")
-    p.add_argument("--run", default="runs/digits", help="run folder holding ckpt.pt (default runs/digits)")
-    p.add_argument("--ckpt", default=None, help="checkpoint file (overrides --run)")
-    p.add_argument("--class", dest="cls", type=parse_class, default="all",
+    p = ArgumentParser(prog="sample.py", description="Sample a toydiff run with CFG and negative guidance.",
+                       argument_default=None)
+    p.add_argument("--run", help="run folder holding ckpt.pt (default runs/digits)")
+    p.add_argument("--ckpt", help="checkpoint file (overrides --run)")
+    p.add_argument("--class", dest="cls", type=cli.class_choice,
                    help="positive class: an integer, 'all' (one row per class, default) or 'none'")
-    p.add_argument("--negative", type=parse_negative, action="append", default=[], metavar="K[:WEIGHT]",
+    p.add_argument("--negative", type=cli.negative, action="append", metavar="K[:WEIGHT]",
                    help="negative class (repeatable; weights normalised to 1). Default for the negative set: "
                         "class (c + 1) mod K for row c")
-    p.add_argument("--scale", type=float, default=3.0, help="guidance scale s (1 = none; w = s - 1)")
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 50 DDIM, T DDPM)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 deterministic, 1 DDPM-like)")
-    p.add_argument("--n", type=int, default=8, help="samples per class row (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="sample i of a set uses seed + i")
-    p.add_argument("--out", default=None, help="output folder (default <run>/samples)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--weights", choices=("ema", "model"), default="ema")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--scale", type=float, help="guidance scale s (default 3; 1 = none; w = s - 1)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="ddim (default) or ddpm")
+    p.add_argument("--sample-steps", type=int, help="sampling steps (default: 50 DDIM, or T if fewer; T DDPM)")
+    p.add_argument("--steps", action=_SampleStepsHint, nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--eta", type=float, help="DDIM eta (0 deterministic, default; 1 DDPM-like)")
+    p.add_argument("--n", type=cli.positive_int, help="samples per class row (default 8)")
+    p.add_argument("--seed", type=int, help="sample i of a set uses seed + i (default 0)")
+    p.add_argument("--out", help="output folder (default <run>/samples; figures/ for --figures and --sweep)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--weights", choices=("ema", "model"), help="ema (default) or model")
+    p.add_argument("--batch-size", type=int, help="samples per forward batch (default 256)")
     g = p.add_argument_group("beyond CFG")
-    g.add_argument("--ref-ckpt", default=None, help="autoguidance: add a set guided away from the same labels "
+    g.add_argument("--ref-ckpt", help="autoguidance: add a set guided away from the same labels "
                    "through this worse checkpoint (e.g. <run>/ckpt_step500.pt)")
-    g.add_argument("--interval", type=parse_interval, default=None, metavar="LO:HI",
+    g.add_argument("--interval", type=cli.interval, metavar="LO:HI",
                    help="guide only for t in [LO, HI] (timestep indices 0..T-1), s = 1 elsewhere")
-    g.add_argument("--rescale", type=float, default=0.0, help="guidance rescale phi (Lin et al. 2023); 0 = off")
-    f = p.add_argument_group("tutorial figures (toydiff/figures.py)")
-    f.add_argument("--figures", choices=("all", *FIGURES), default=None,
-                   help="write these figures (default --out figures/) instead of sample grids; --class and "
-                        "--negative pick the pos/neg pair (default 0 and 6), --n the grid row length")
-    f.add_argument("--cloud-n", type=int, default=300, help="samples per cloud in the means/removal figures")
-    e = p.add_argument_group("measuring (toydiff/metrics.py, toydiff/sweep.py; the judge is <run>/judge.pt)")
-    e.add_argument("--eval", nargs="?", const=True, default=None, metavar="NPZ",
-                   help="score the samples with the judge: print a table, write metrics.json beside "
-                        "samples.npz; --eval FILE scores an existing samples.npz without sampling")
-    e.add_argument("--sweep", action="store_true", help="metrics against s for cfg, negative, autoguidance and "
-                   "interval guidance -> figures/sweep.png + sweep.json (--out overrides)")
-    e.add_argument("--sweep-n", type=int, default=20, help="samples per class in the sweep (default 20)")
-    e.add_argument("--sweep-scales", type=parse_scales, default=None, metavar="S,S,...",
-                   help="scales of the sweep (default 0,1,1.5,2,3,5,8)")
+    g.add_argument("--rescale", type=float, help="guidance rescale phi (Lin et al. 2023); 0 = off (default)")
+    modes = p.add_argument_group("modes (at most one; default: sample)").add_mutually_exclusive_group()
+    modes.add_argument("--figures", choices=("all", *FIGURES),
+                       help="write these tutorial figures (default --out figures/) instead of sample grids; "
+                            "--class and --negative pick the pos/neg pair (default 0 and 6), --n the grid row length")
+    modes.add_argument("--sweep", action="store_true", default=None,
+                       help="metrics against s for cfg, negative, autoguidance and interval guidance -> "
+                            "figures/sweep.png + sweep.json (--out overrides)")
+    modes.add_argument("--eval", nargs="?", const=True, metavar="NPZ",
+                       help="score the samples with the judge (<run>/judge.pt): print a table, write metrics.json "
+                            "beside samples.npz; --eval FILE scores an existing samples.npz without sampling")
+    f = p.add_argument_group("mode options")
+    f.add_argument("--cloud-n", type=cli.positive_int, help="--figures: samples per cloud (default 300)")
+    f.add_argument("--sweep-n", type=cli.positive_int, help="--sweep: samples per class (default 20)")
+    f.add_argument("--sweep-scales", type=cli.float_list, metavar="S,S,...",
+                   help="--sweep: the scales (default 0,1,1.5,2,3,5,8)")
     return p
 
 
-def parse_scales(text: str) -> tuple[float, ...]:
-    try:
-        scales = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        scales = ()
-    if not scales or not all(math.isfinite(s) for s in scales):
-        raise UserError(f"--sweep-scales expects comma-separated finite numbers like 0,1,3, got {text!r}")
-    return scales
+class _SampleStepsHint(argparse.Action):
+    """`--steps` is train.py's name for training steps; here it is refused with the right name."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UserError("sample.py counts sampling steps with --sample-steps (--steps is train.py's number of "
+                        "training steps)")
+
+
+def parse(argv: list[str] | None) -> tuple[str, argparse.Namespace]:
+    """(mode, args with every default filled in); a flag the mode does not use is a UserError naming the mode."""
+    args = build_parser().parse_args(argv)
+    if args.figures:
+        mode = "--figures"
+    elif args.sweep:
+        mode = "--sweep"
+    elif isinstance(args.eval, str):
+        mode = "--eval FILE"
+    else:
+        mode = "sampling"
+    for dest, value in vars(args).items():
+        if value is not None and dest not in MODES[mode]:
+            users = [m for m, flags in MODES.items() if dest in flags]
+            raise UserError(f"{_flag(dest)} is not used by {mode} (it applies to {' and '.join(users)}); drop it")
+    for dest, value in DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
+    return mode, args
+
+
+def _flag(dest: str) -> str:
+    return "--class" if dest == "cls" else "--" + dest.replace("_", "-")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,135 +132,81 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    args = build_parser().parse_args(argv)
-    ckpt_path = args.ckpt or os.path.join(args.run, "ckpt.pt")
-    out = args.out or os.path.join(os.path.dirname(ckpt_path) or ".", "samples")
-    _check_args(args)
-    if args.figures:
-        from .figures import run_from_args
-        return run_from_args(args, ckpt_path)
-    if args.sweep:
-        from .sweep import run_from_args as sweep
-        return sweep(args, ckpt_path)
-    if isinstance(args.eval, str):                 # --eval FILE: score an existing samples.npz, sample nothing
-        from .metrics import evaluate_run
-        return evaluate_run(args.eval, ckpt_path, device=resolve_device(args.device))
-    device = resolve_device(args.device)
-    model, cfg, step = checkpoint.load_model(ckpt_path, device=device, weights=args.weights)
-    check_steps(args.steps, cfg.diffusion.timesteps)
-    sets = plan_sets(args, cfg.model.num_classes)
-    ref_model = None
-    if args.ref_ckpt:
-        ref_model, _ = checkpoint.load_reference(args.ref_ckpt, cfg, device=device, weights=args.weights)
-        if args.cls != "none":
-            sets.append(SampleSet("autoguidance", sets[0].labels, [], args.scale))
-    schedule = NoiseSchedule.from_config(cfg.diffusion)
-    writable_dir(out, what="output folder", flag="--out")
+    mode, args = parse(argv)
+    if mode != "sampling":
+        from . import study_cli
+        return study_cli.run(mode, args)
+    sample(args)
 
-    seeds = list(range(args.seed, args.seed + len(sets[0].labels)))
+
+def load_run(args: argparse.Namespace) -> tuple[checkpoint.Run, str, Sampler]:
+    """The checkpoint named by --run / --ckpt, read once, and the sampler resolved for its T (every mode)."""
+    sampler = Sampler(args.sampler, args.sample_steps, args.eta, args.batch_size)
+    ckpt_path, run_dir = checkpoint.locate(args.run, args.ckpt)
+    run = checkpoint.load_run(ckpt_path, device=resolve_device(args.device), weights=args.weights)
+    return run, run_dir, sampler.resolve(run.cfg.diffusion.timesteps)
+
+
+def sample(args: argparse.Namespace) -> None:
+    """parse -> load, build every guided denoiser and the sampler (all checks) -> only then write."""
+    run, run_dir, sampler = load_run(args)
+    ref = checkpoint.load_reference(args.ref_ckpt, run.cfg, device=next(run.model.parameters()).device,
+                                    weights=args.weights) if args.ref_ckpt else None
+    sets = plan_sets(args, run.model, ref.model if ref else None)
+    out = writable_dir(args.out or os.path.join(run_dir, "samples"), what="output folder (--out)")
+
+    schedule = NoiseSchedule.from_config(run.cfg.diffusion)
+    seeds = list(range(args.seed, args.seed + len(sets[0].guided.pos)))
     results = []
     for s in sets:
-        g = guide(model, s.labels, scale=s.scale, negatives=s.negatives, interval=args.interval,
-                  rescale=args.rescale, ref_model=ref_model if s.name == "autoguidance" else None)
-        images = generate(g, schedule, seeds=seeds, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                          batch_size=args.batch_size)
+        images = generate(s.guided, schedule, sampler, seeds=seeds)
         path = os.path.join(out, f"grid_{s.name}.png")
         save_grid(images, path, nrow=args.n)
-        print(f"wrote {path}  ({s.name}, s = {s.scale:g})")
+        print(f"wrote {path}  ({s.name}, s = {s.guided.scale:g})")
         results.append((s, images))
-    settings = dict(ckpt=ckpt_path, step=step, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                    seed=args.seed, n_per_class=args.n, weights=args.weights,
-                    sets=[dict(name=s.name, scale=s.scale) for s in sets], ref_ckpt=args.ref_ckpt,
-                    interval=args.interval, rescale=args.rescale,
+    settings = dict(ckpt=run.path, step=run.step, sampler=sampler.label, sample_steps=sampler.sample_steps,
+                    eta=sampler.eta, seed=args.seed, n_per_class=args.n, weights=args.weights,
+                    ref_ckpt=args.ref_ckpt, interval=args.interval, rescale=args.rescale,
                     convention="eps = eps_ref + s (eps_pos - eps_ref); w = s - 1")
     path = os.path.join(out, "samples.npz")
-    write_npz(path, results, seeds, cfg.model.num_classes, settings)
+    samples.write(path, results, seeds, settings)
     print(f"wrote {path}")
     if args.eval:
-        from .metrics import evaluate_run
-        evaluate_run(path, ckpt_path, device=device)
+        from .study_cli import evaluate_file
+        evaluate_file(path, run.cfg, run_dir, device=next(run.model.parameters()).device)
 
 
-def _check_args(args) -> None:
-    if args.n < 1:
-        raise UserError(f"--n must be >= 1, got {args.n}")
-    if args.steps is not None and args.steps < 1:
-        raise UserError(f"--steps must be >= 1, got {args.steps}")
-    if not math.isfinite(args.scale):
-        raise UserError(f"--scale must be a finite number, got {args.scale}")
-    if args.eta < 0 or not math.isfinite(args.eta):
-        raise UserError(f"--eta must be >= 0, got {args.eta}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not 0 <= args.rescale <= 1:
-        raise UserError(f"--rescale must lie in [0, 1], got {args.rescale}")
-    if args.sweep_n < 1:
-        raise UserError(f"--sweep-n must be >= 1, got {args.sweep_n}")
-
-
-def plan_sets(args, num_classes: int) -> list[SampleSet]:
-    """Which sets to sample, all on the same seeds: s = 1, CFG and negative guidance, or for --class none
-    the unconditional set and removal ("anything but K") when --negative is given."""
-    null = num_classes
-    for k, _ in args.negative:
-        if not 0 <= k < num_classes:
-            raise UserError(f"--negative {k} is out of range: classes are 0..{num_classes - 1}")
+def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch.nn.Module | None) -> list[SampleSet]:
+    """The sets to sample, all on the same seeds, each with its guided denoiser built (and so checked):
+    s = 1, CFG and negative guidance (+ autoguidance with --ref-ckpt); for --class none the unconditional set and,
+    with --negative, removal ("anything but K")."""
+    K = model.cfg.num_classes
+    common = dict(interval=args.interval, rescale=args.rescale)
+    negatives = [(k, w) for k, w in args.negative]
     if args.cls == "none":
-        labels = torch.full((args.n,), null)
-        sets = [SampleSet("none", labels, [], 1.0)]
-        if args.negative:
-            sets.append(SampleSet("removal", labels, _negatives(args.negative, labels), args.scale))
+        if ref_model is not None:
+            raise UserError("--ref-ckpt (autoguidance) guides a positive class; --class none has none")
+        labels = torch.full((args.n,), K)                                      # the null label
+        sets = [SampleSet("none", guide(model, labels, scale=1.0), "removal" if negatives else None)]
+        if negatives:
+            sets.append(SampleSet("removal", guide(model, labels, scale=args.scale, negatives=negatives, **common)))
         return sets
-    if args.cls == "all":
-        classes = torch.arange(num_classes)
-    elif 0 <= args.cls < num_classes:
-        classes = torch.tensor([args.cls])
-    else:
-        raise UserError(f"--class {args.cls} is out of range: classes are 0..{num_classes - 1} (or all, none)")
-    labels = classes.repeat_interleave(args.n)                                 # (N,) one row per class
-    if args.negative:
-        negatives = _negatives(args.negative, labels)
-        clash = sorted({k for k, _ in args.negative} & set(classes.tolist()))
-        if clash:
-            print(f"warning: negative class {clash} equals a positive class: there eps_ref = eps_pos for that "
-                  "negative, so it exerts no push (with a single negative the row is unguided)", file=sys.stderr)
-    else:
-        negatives = [(next_class(labels, num_classes), 1.0)]                   # row c avoids class c + 1
-    return [SampleSet("none", labels, [], 1.0),
-            SampleSet("cfg", labels, [], args.scale),
-            SampleSet("negative", labels, negatives, args.scale)]
-
-
-def _negatives(specs: list[tuple[int, float]], labels: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
-    return [(torch.full_like(labels, k), w) for k, w in specs]
-
-
-def write_npz(path: str, results: list[tuple[SampleSet, torch.Tensor]], seeds: list[int], num_classes: int,
-              settings: dict) -> None:
-    """samples.npz: images (N, C, H, W) float32 in [0, 1]; labels (N,) positive class, -1 for none;
-    negatives (N, J) negative classes, -1 for none; negative_weights (N, J); scales (N,); sets (N,) str;
-    seeds (N,); settings: a JSON string. Loads with np.load(allow_pickle=False)."""
-    J = max([len(s.negatives) for s, _ in results] + [1])
-    cols = {k: [] for k in ("images", "labels", "negatives", "negative_weights", "scales", "sets", "seeds")}
-    for s, images in results:
-        n = len(images)
-        cols["images"].append(((images.cpu().float() + 1) / 2).numpy())
-        lab = s.labels.clone()
-        lab[lab == num_classes] = -1
-        cols["labels"].append(lab.numpy())
-        neg, wts = -np.ones((n, J), np.int64), np.zeros((n, J), np.float32)
-        total = sum(w for _, w in s.negatives)
-        for j, (k, w) in enumerate(s.negatives):
-            neg[:, j], wts[:, j] = k.numpy(), w / total
-        cols["negatives"].append(neg)
-        cols["negative_weights"].append(wts)
-        cols["scales"].append(np.full(n, s.scale, np.float32))
-        cols["sets"].append(np.array([s.name] * n))
-        cols["seeds"].append(np.array(seeds, np.int64))
-    arrays = {k: np.concatenate(v) for k, v in cols.items()}
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays, settings=np.array(json.dumps(settings)))
-    os.replace(tmp, path)
+    classes = list(range(K)) if args.cls == "all" else [args.cls]
+    check_classes(classes, K, what="the positive class (--class none asks for unconditional samples)")
+    labels = torch.tensor(classes).repeat_interleave(args.n)                   # (N,) one row per class
+    clash = sorted({k for k, _ in negatives} & set(classes))
+    if not negatives:
+        negatives = [(next_class(labels, K), 1.0)]                             # row c avoids class c + 1
+    sets = [SampleSet("none", guide(model, labels, scale=1.0), "negative"),
+            SampleSet("cfg", guide(model, labels, scale=args.scale, **common), "negative"),
+            SampleSet("negative", guide(model, labels, scale=args.scale, negatives=negatives, **common))]
+    if ref_model is not None:
+        sets.append(SampleSet("autoguidance", guide(model, labels, scale=args.scale, ref_model=ref_model, **common),
+                              "negative"))
+    if clash:                                                                  # every set built: the input is valid
+        print(f"warning: negative class {clash} equals a positive class: there eps_ref = eps_pos for that "
+              "negative, so it exerts no push (with a single negative the row is unguided)", file=sys.stderr)
+    return sets
 
 
 if __name__ == "__main__":

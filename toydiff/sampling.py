@@ -1,25 +1,31 @@
 """Samplers as plain functions of a denoiser `denoise(x_t, t) -> eps_hat` (x_t: (B, C, H, W), t: (B,) int64).
 
 They know nothing of labels or guidance: pass a `guidance.Guided` (or any callable) as `denoise`.
-Each `*_trajectory` yields a `Step` per sampling step; `*_sample` returns the final x_0.
+Each `*_trajectory` yields a `Step` per sampling step; `*_sample` returns the final x_0. A `Sampler` is the
+one value that carries the settings (which sampler, how many sampling steps, eta, batch size) and their defaults.
 
-Notation: abar_t = alpha_bar[t];  x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t).
-With `steps` < T both samplers walk a subsequence t_1 > ... > t_S of {T-1, ..., 0} (evenly spaced) and use
-abar at those points only (Nichol & Dhariwal 2021, sec. 4: respacing).
+Notation: abar_t = alpha_bar[t]; the closed forms (eps <-> x0, the DDPM posterior) live in `schedule.py`.
+With `sample_steps` < T both samplers walk a time grid t_1 > ... > t_S of {T-1, ..., 0} (evenly spaced) and use
+abar at those points only (Nichol & Dhariwal 2021, sec. 4: respacing). T is the model's number of noise levels
+(`DiffusionConfig.timesteps`); `sample_steps` is S, the number of denoiser calls.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
-from .errors import UserError
-from .schedule import NoiseSchedule
+from .errors import UserError, note
+from .schedule import NoiseSchedule, eps_from_x0, posterior, x0_from_eps
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Generators = torch.Generator | Sequence[torch.Generator]
+DDIM_DEFAULT_STEPS = 50
 
 
 class Step(NamedTuple):
@@ -47,54 +53,50 @@ def randn(shape: Sequence[int], generator: Generators, device: torch.device | st
     return z.to(device)
 
 
-def timesteps(T: int, steps: int) -> list[int]:
-    """`steps` timesteps from T-1 down to 0, evenly spaced (steps = T gives every t)."""
-    if not 1 <= steps <= T:
-        raise UserError(f"steps must be between 1 and T = {T}, got {steps}")
-    return torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+def check_sample_steps(sample_steps: int, T: int) -> None:
+    """The rule for S: 1 <= S <= T (a grid cannot visit a timestep twice)."""
+    if not 1 <= sample_steps <= T:
+        raise UserError(f"{sample_steps} sampling steps: must lie in 1..T, and the model's T is {T}")
 
 
-def _predict_x0(denoise: Denoiser, x: torch.Tensor, t: int, abar: float, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def time_grid(T: int, sample_steps: int) -> list[int]:
+    """The S timesteps a sampler visits, from T-1 down to 0, evenly spaced (S = T gives every t)."""
+    check_sample_steps(sample_steps, T)
+    return torch.linspace(T - 1, 0, sample_steps, dtype=torch.float64).round().long().tolist()
+
+
+def _predict(denoise: Denoiser, x: torch.Tensor, t: int, abar: float, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """eps_hat and x0_hat at t; if clipped, eps is recomputed from the clipped x0 so the two agree."""
     eps = denoise(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
-    x0 = (x - (1 - abar) ** 0.5 * eps) / abar ** 0.5
+    x0 = x0_from_eps(x, eps, abar)
     if clip:
         x0 = x0.clamp(-1, 1)
-        eps = (x - abar ** 0.5 * x0) / (1 - abar) ** 0.5
+        eps = eps_from_x0(x, x0, abar)
     return eps, x0
 
 
 def ddpm_trajectory(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSchedule, *,
-                    steps: int | None = None,      # None = T (the full chain)
-                    generator: Generators,         # noise for x_T and every step
+                    sample_steps: int | None = None,   # None = T (the full chain)
+                    generator: Generators,             # noise for x_T and every step
                     device: torch.device | str = "cpu",
-                    clip: bool = True,             # clip x0_hat to [-1, 1]
+                    clip: bool = True,                 # clip x0_hat to [-1, 1]
                     ) -> Iterator[Step]:
-    """Ancestral sampling, Ho et al. 2020 Alg. 2, as x_{t'} ~ q(x_{t'} | x_t, x0_hat) (eq. 6-7).
-
-    On a respaced chain beta_t := 1 - abar_t / abar_{t'} for consecutive sampled timesteps t > t'.
-    """
-    ts = timesteps(schedule.T, steps or schedule.T)
+    """Ancestral sampling, Ho et al. 2020 Alg. 2, as x_{t'} ~ q(x_{t'} | x_t, x0_hat) (`schedule.posterior`)."""
+    ts = time_grid(schedule.T, sample_steps or schedule.T)
     abar = schedule.alpha_bar.tolist()
     x = randn(shape, generator, device)                                       # x_T ~ N(0, I)
     for i, t in enumerate(ts):
-        ab_t = abar[t]
         ab_prev = abar[ts[i + 1]] if i + 1 < len(ts) else 1.0
-        beta = 1 - ab_t / ab_prev
-        _, x0 = _predict_x0(denoise, x, t, ab_t, clip)
-        # posterior mean mu~ = c0 x0 + ct x_t, variance beta~, eq. (7)
-        c0 = beta * ab_prev ** 0.5 / (1 - ab_t)
-        ct = (1 - ab_prev) * (1 - beta) ** 0.5 / (1 - ab_t)
-        var = beta * (1 - ab_prev) / (1 - ab_t)
-        x = c0 * x0 + ct * x
+        _, x0 = _predict(denoise, x, t, abar[t], clip)
+        x, var = posterior(x0, x, abar[t], ab_prev)
         if i + 1 < len(ts):                                                   # no noise on the last step
             x = x + var ** 0.5 * randn(shape, generator, device)
         yield Step(t, x, x0)
 
 
 def ddim_trajectory(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSchedule, *,
-                    steps: int = 50,
-                    eta: float = 0.0,              # 0 = deterministic DDIM; 1 = DDPM-like noise
+                    sample_steps: int = DDIM_DEFAULT_STEPS,
+                    eta: float = 0.0,                  # 0 = deterministic DDIM; 1 = DDPM-like noise
                     generator: Generators,
                     device: torch.device | str = "cpu",
                     clip: bool = True,
@@ -104,15 +106,13 @@ def ddim_trajectory(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSche
         x_{t'} = sqrt(abar_{t'}) x0_hat + sqrt(1 - abar_{t'} - sigma^2) eps_hat + sigma z
         sigma  = eta sqrt((1 - abar_{t'}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t'})
     """
-    if eta < 0:
-        raise UserError(f"eta must be >= 0, got {eta}")
-    ts = timesteps(schedule.T, steps)
+    ts = time_grid(schedule.T, sample_steps)
     abar = schedule.alpha_bar.tolist()
     x = randn(shape, generator, device)
     for i, t in enumerate(ts):
         ab_t = abar[t]
         ab_prev = abar[ts[i + 1]] if i + 1 < len(ts) else 1.0
-        eps, x0 = _predict_x0(denoise, x, t, ab_t, clip)
+        eps, x0 = _predict(denoise, x, t, ab_t, clip)
         sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)) ** 0.5
         x = ab_prev ** 0.5 * x0 + max(1 - ab_prev - sigma ** 2, 0.0) ** 0.5 * eps
         if sigma > 0 and i + 1 < len(ts):
@@ -137,4 +137,59 @@ def ddim_sample(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSchedule
     return _last(ddim_trajectory(denoise, shape, schedule, **kwargs))
 
 
-SAMPLERS = {"ddpm": ddpm_trajectory, "ddim": ddim_trajectory}
+SAMPLERS = {"ddim": ddim_trajectory, "ddpm": ddpm_trajectory}
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """How to sample, as one value built (and checked) once, before anything is written.
+
+    kind:          "ddim" (Song et al. 2021) or "ddpm" (ancestral, Ho et al. 2020)
+    sample_steps:  S denoiser calls; None = the default (DDIM: 50, or T if T < 50; DDPM: T), see `resolve`
+    eta:           DDIM's noise (0 deterministic, 1 DDPM-like); DDPM has none, so it must stay 0 there
+    batch_size:    samples per forward batch (times the guidance branches); results do not depend on it
+    """
+    kind: str = "ddim"
+    sample_steps: int | None = None
+    eta: float = 0.0
+    batch_size: int = 256
+    clip: bool = True
+
+    def __post_init__(self):
+        if self.kind not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.kind!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.sample_steps is not None and self.sample_steps < 1:
+            raise UserError(f"sampling steps must be >= 1, got {self.sample_steps}")
+        if not (math.isfinite(self.eta) and self.eta >= 0):
+            raise UserError(f"eta must be a finite number >= 0, got {self.eta}")
+        if self.kind == "ddpm" and self.eta != 0:
+            raise UserError(f"eta {self.eta:g} applies to DDIM only; DDPM's noise is fixed by the schedule")
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+
+    def resolve(self, T: int) -> Sampler:
+        """This sampler with S fixed for a model with T noise levels. An explicit S above T is refused; the DDIM
+        default of 50 becomes T with a note when T < 50."""
+        if self.sample_steps is not None:
+            check_sample_steps(self.sample_steps, T)
+            return self
+        if self.kind == "ddpm":
+            return dataclasses.replace(self, sample_steps=T)
+        if T < DDIM_DEFAULT_STEPS:
+            note(f"the model has T = {T} noise levels, fewer than DDIM's default {DDIM_DEFAULT_STEPS} sampling "
+                 f"steps: sampling with {T}")
+        return dataclasses.replace(self, sample_steps=min(DDIM_DEFAULT_STEPS, T))
+
+    @property
+    def label(self) -> str:
+        """e.g. "DDIM-50", "DDIM-50 (eta 1)", "DDPM-1000" (of a resolved sampler)."""
+        return f"{self.kind.upper()}-{self.sample_steps}" + (f" (eta {self.eta:g})" if self.eta else "")
+
+    def trajectory(self, denoise: Denoiser, shape: Sequence[int], schedule: NoiseSchedule, *,
+                   generator: Generators, device: torch.device | str = "cpu") -> Iterator[Step]:
+        """Every step of this sampler on `denoise` (see `ddim_trajectory` / `ddpm_trajectory`)."""
+        kwargs = dict(sample_steps=self.resolve(schedule.T).sample_steps, generator=generator, device=device,
+                      clip=self.clip)
+        if self.kind == "ddim":
+            kwargs["eta"] = self.eta
+        return SAMPLERS[self.kind](denoise, shape, schedule, **kwargs)

@@ -4,7 +4,10 @@ Notation (Ho et al. 2020, "DDPM"):
     beta_t            noise added at step t,       alpha_t = 1 - beta_t
     abar_t            prod_{s<=t} alpha_s          (`alpha_bar`; t = 0 is the least noise)
     q(x_t | x_0)      = N(sqrt(abar_t) x_0, (1 - abar_t) I)                         eq. (4)
-    q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I)                                     eq. (6), (7)
+    q(x_{t'} | x_t, x_0) = N(mu~, beta~ I), t' < t                                   eq. (6), (7)
+
+The closed forms are written once, as functions of abar (a float, or a tensor that broadcasts over the batch):
+the samplers call them with the abar of the two timesteps of a step, `NoiseSchedule` with per-sample t.
 """
 
 from __future__ import annotations
@@ -14,6 +17,32 @@ import math
 import torch
 
 from .errors import UserError
+
+Abar = float | torch.Tensor
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, abar: Abar) -> torch.Tensor:
+    """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)                         eq. (15)"""
+    return (x_t - (1 - abar) ** 0.5 * eps) / abar ** 0.5
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, abar: Abar) -> torch.Tensor:
+    """eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t), the inverse of `x0_from_eps`."""
+    return (x_t - abar ** 0.5 * x0) / (1 - abar) ** 0.5
+
+
+def posterior(x0: torch.Tensor, x_t: torch.Tensor, abar_t: Abar, abar_prev: Abar) -> tuple[torch.Tensor, Abar]:
+    """Mean mu~ and variance beta~ of q(x_{t'} | x_t, x_0) for t' < t, eq. (7) with beta := 1 - abar_t / abar_t'.
+
+    With t' = t - 1 this beta is beta_t and the formula is the paper's; with t' further back it is the posterior of
+    a respaced chain (Nichol & Dhariwal 2021, sec. 4). abar_prev = 1 is the last step, to x_0.
+        mu~   = beta sqrt(abar_t') / (1 - abar_t) x_0 + (1 - abar_t') sqrt(1 - beta) / (1 - abar_t) x_t
+        beta~ = beta (1 - abar_t') / (1 - abar_t)
+    """
+    beta = 1 - abar_t / abar_prev
+    c0 = beta * abar_prev ** 0.5 / (1 - abar_t)
+    ct = (1 - abar_prev) * (1 - beta) ** 0.5 / (1 - abar_t)
+    return c0 * x0 + ct * x_t, beta * (1 - abar_prev) / (1 - abar_t)
 
 
 def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -46,11 +75,6 @@ class NoiseSchedule:
         self.betas = betas                                                    # (T,)
         self.alphas = 1 - betas
         self.alpha_bar = torch.cumprod(self.alphas, 0)                        # abar_t
-        self.alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
-        # q(x_{t-1} | x_t, x_0), eq. (7): beta~_t and the two coefficients of mu~_t
-        self.posterior_var = betas * (1 - self.alpha_bar_prev) / (1 - self.alpha_bar)
-        self.posterior_coef_x0 = betas * self.alpha_bar_prev.sqrt() / (1 - self.alpha_bar)
-        self.posterior_coef_xt = (1 - self.alpha_bar_prev) * self.alphas.sqrt() / (1 - self.alpha_bar)
 
     @classmethod
     def from_config(cls, cfg) -> "NoiseSchedule":
@@ -70,16 +94,9 @@ class NoiseSchedule:
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
     def eps_to_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)              eq. (15)"""
-        ab = self._at(self.alpha_bar, t, x_t)
-        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+        """`x0_from_eps` at per-sample timesteps t (B,)."""
+        return x0_from_eps(x_t, eps, self._at(self.alpha_bar, t, x_t))
 
     def x0_to_eps(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        """eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)"""
-        ab = self._at(self.alpha_bar, t, x_t)
-        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
-
-    def posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean mu~_t(x_t, x_0) and variance beta~_t of q(x_{t-1} | x_t, x_0), eq. (7)."""
-        mean = self._at(self.posterior_coef_x0, t, x_t) * x0 + self._at(self.posterior_coef_xt, t, x_t) * x_t
-        return mean, self._at(self.posterior_var, t, x_t)
+        """`eps_from_x0` at per-sample timesteps t (B,)."""
+        return eps_from_x0(x_t, x0, self._at(self.alpha_bar, t, x_t))

@@ -15,15 +15,18 @@ import sys
 import torch
 
 from . import checkpoint
-from .config import check_config, preset
+from .cli import ArgumentParser, int_list, run_cli
+from .config import ConfigError, check_config, preset
 from .data import DATASETS, load_dataset
-from .errors import ArgumentParser, UserError, run_cli
-from .guidance import guide
+from .errors import UserError
+from .files import writable_dir
+from .guidance import check_scale, guide
 from .pipeline import class_rows, generate, save_grid
-from .runtime import init_distributed, resolve_device, writable_dir
+from .runtime import init_distributed, resolve_device
+from .sampling import Sampler
 from .schedule import NoiseSchedule
-from .training import TrainingInterrupted, check_run_dir, train
-from .unet import check_model_config
+from .training import TrainingInterrupted, check_setup, train
+from .unet import UNet, check_model_config
 
 # flag -> (config section, field). Flags left at None keep the dataset preset (or the resumed run's value).
 CONFIG_FLAGS = {
@@ -37,13 +40,7 @@ CONFIG_FLAGS = {
     "log_every": ("train", "log_every"),
 }
 RESUMABLE = {"steps", "log_every", "ckpt_every", "keep_every"}    # may change when resuming
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise UserError(f"expected comma-separated integers like 1,2,2, got {text!r}") from None
+GRID_PER_CLASS = 10                                               # the final grid: one row of 10 per class
 
 
 def build_parser() -> ArgumentParser:
@@ -68,7 +65,7 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--timesteps", type=int, help="T (default 1000)")
     d.add_argument("--schedule", choices=("cosine", "linear"))
     t = p.add_argument_group("training")
-    t.add_argument("--steps", type=int)
+    t.add_argument("--steps", type=int, help="training steps (optimizer updates)")
     t.add_argument("--batch-size", type=int, help="global batch, split across torchrun processes")
     t.add_argument("--lr", type=float)
     t.add_argument("--warmup", type=int)
@@ -80,7 +77,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--ckpt-every", type=int)
     t.add_argument("--keep-every", type=int, help="also keep ckpt_step{N}.pt every N steps (autoguidance)")
     t.add_argument("--log-every", type=int)
-    p.add_argument("--grid-scale", type=float, default=3.0, help="CFG scale of the final sample grid")
+    p.add_argument("--grid-scale", type=float, default=3.0,
+                   help="CFG scale s of the final sample grid (DDIM, 50 sampling steps or T if fewer)")
     return p
 
 
@@ -89,42 +87,47 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
+    """parse -> build and check everything (config, data, model shape, the final grid) -> only then write."""
     args = build_parser().parse_args(argv)
     given = {k for k in CONFIG_FLAGS if getattr(args, k) is not None}
     run_dir = args.run or os.path.join("runs", args.dataset or "digits")
-    resume_from = check_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
-    resumed = checkpoint.load(resume_from) if resume_from else None
+    resume_from = checkpoint.check_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
+    resumed = checkpoint.load(resume_from) if resume_from else None          # the one read of the checkpoint
     cfg = checkpoint.config_of(resumed) if resumed else preset(args.dataset or "digits")
-    if resume_from:
+    if resumed:
         _check_resume_flags(args, cfg, given)
     for key in given:
         section, field = CONFIG_FLAGS[key]
         setattr(getattr(cfg, section), field, getattr(args, key))
-    if args.data_dir is not None or not resume_from:       # the data may have moved since the run started
+    if args.data_dir is not None or not resumed:            # the data may have moved since the run started
         cfg.train.data_dir = args.data_dir
-    check_config(cfg)
+    try:
+        check_config(cfg)
+    except ConfigError as err:                             # name the flag that sets the field
+        raise UserError(f"--{err.field.replace('_', '-')} {err.problem}") from None
+    grid_scale = check_scale(args.grid_scale)
+    grid_sampler = Sampler().resolve(cfg.diffusion.timesteps)
     dist_info, device = init_distributed(resolve_device(args.device))
     data, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True, download=args.download)
-    if not resume_from:
+    if not resumed:
         cfg.model = dataclasses.replace(cfg.model, in_channels=info.shape[0], image_size=info.shape[1],
                                         num_classes=info.num_classes)
     check_model_config(cfg.model)                           # image size vs levels, width vs groups: before writing
-    writable_dir(run_dir, what="run folder", flag="--run")
+    check_setup(cfg, device, dist_info)
+    writable_dir(run_dir, what="run folder (--run)")
 
-    from .unet import UNet
     if dist_info.is_main:
-        n_params = UNet(cfg.model).num_parameters()
         print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
-              f"UNet {n_params:,} parameters; device {device}; run {run_dir}"
+              f"UNet {UNet(cfg.model).num_parameters():,} parameters; device {device}; run {run_dir}"
               + (f"; resuming from step {resumed['step']}" if resumed else ""))
     try:
-        model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume_from=resume_from,
+        model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume=resumed,
                       progress=not args.no_progress)
     except TrainingInterrupted as stop:
         print(f"{stop}. Continue with: python train.py --run {run_dir} --resume", file=sys.stderr)
         sys.exit(130)
     if dist_info.is_main:
-        _final_grid(model, cfg, run_dir, args.grid_scale)
+        _final_grid(model, cfg, run_dir, grid_scale, grid_sampler)
 
 
 def _check_resume_flags(args, stored, given: set[str]) -> None:
@@ -139,16 +142,15 @@ def _check_resume_flags(args, stored, given: set[str]) -> None:
                             f"{old}; drop the flag, or start a new run with --run DIR")
 
 
-def _final_grid(model, cfg, run_dir: str, scale: float) -> None:
-    """One row per class, CFG at `scale`, DDIM-50, seeds 0..: a first look at what was learned."""
-    per_class = 10
-    labels = class_rows(cfg.model.num_classes, per_class)
+def _final_grid(model, cfg, run_dir: str, scale: float, sampler: Sampler) -> None:
+    """One row per class, CFG at `scale`, seeds 0..: a first look at what was learned."""
+    labels = class_rows(cfg.model.num_classes, GRID_PER_CLASS)
     with torch.no_grad():
         images = generate(guide(model.eval(), labels, scale=scale), NoiseSchedule.from_config(cfg.diffusion),
-                          seeds=list(range(len(labels))))
+                          sampler, seeds=list(range(len(labels))))
     path = os.path.join(run_dir, f"samples_cfg{scale:g}.png")
-    save_grid(images, path, nrow=per_class)
-    print(f"wrote {path} (rows: classes 0..{cfg.model.num_classes - 1}; CFG s = {scale:g}, DDIM 50 steps)")
+    save_grid(images, path, nrow=GRID_PER_CLASS)
+    print(f"wrote {path} (rows: classes 0..{cfg.model.num_classes - 1}; CFG s = {scale:g}, {sampler.label})")
 
 
 if __name__ == "__main__":

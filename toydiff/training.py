@@ -124,28 +124,22 @@ def sigint_flag():
             signal.signal(signal.SIGINT, previous)
 
 
-def check_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> str | None:
-    """The checkpoint to resume from, or None for a fresh run; refuses to clobber a different run."""
-    path = os.path.join(run_dir, "ckpt.pt")
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pick one")
-    if resume:
-        if not os.path.isfile(path):
-            raise UserError(f"nothing to resume: {path} does not exist; drop --resume to start a new run")
-        return path
-    if os.path.exists(path) and not overwrite:
-        raise UserError(f"{run_dir} already holds a run ({path}); pass --resume to continue it, "
-                        "--overwrite to replace it, or --run DIR for a new folder")
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise UserError(f"--run {run_dir} is a file, not a folder")
-    return None
+def check_setup(cfg: Config, device: torch.device, dist_info: Dist = Dist()) -> None:
+    """Refuse a config this device and process group cannot train (beyond `check_config`)."""
+    check_config(cfg)
+    if cfg.train.batch_size % dist_info.world_size:
+        raise UserError(f"batch size {cfg.train.batch_size} is not divisible by the {dist_info.world_size} "
+                        "processes; pick a multiple")
+    if cfg.train.amp == "fp16" and device.type != "cuda":
+        raise UserError("amp fp16 needs a CUDA device; use bf16 or none")
 
 
 def train(cfg: Config, run_dir: str, *,
           data: TensorDataset,              # training images in [-1, 1] and labels
           device: torch.device,
           dist_info: Dist = Dist(),
-          resume_from: str | None = None,   # checkpoint to continue (its config wins over `cfg` except steps)
+          resume: dict | None = None,       # a loaded checkpoint (`checkpoint.load`) to continue from; its
+                                            # weights, optimizer, RNG and step are restored, `cfg` is used as given
           progress: bool = True,            # tqdm bar on rank 0
           ) -> UNet:
     """Train and checkpoint into `run_dir`; return the EMA model (rank 0) or the raw model (other ranks).
@@ -154,10 +148,7 @@ def train(cfg: Config, run_dir: str, *,
     last good checkpoint).
     """
     tc = cfg.train
-    check_config(cfg)
-    if tc.batch_size % dist_info.world_size:
-        raise UserError(f"--batch-size {tc.batch_size} is not divisible by the {dist_info.world_size} processes; "
-                        "pick a multiple")
+    check_setup(cfg, device, dist_info)
     torch.manual_seed(tc.seed)
     schedule = NoiseSchedule.from_config(cfg.diffusion)
     model = UNet(cfg.model).to(device)
@@ -165,29 +156,26 @@ def train(cfg: Config, run_dir: str, *,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(tc.ema_decay), use_buffers=True)
     start, elapsed = 0, 0.0
-    if resume_from is not None:
-        ckpt = checkpoint.load(resume_from)
+    if resume is not None:
         try:
-            model.load_state_dict(ckpt["model"])
-            ema.module.load_state_dict(ckpt["ema"])
-            ema.n_averaged.fill_(ckpt["ema_updates"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            start, elapsed = int(ckpt["step"]), float(ckpt.get("seconds", 0.0))
+            model.load_state_dict(resume["model"])
+            ema.module.load_state_dict(resume["ema"])
+            ema.n_averaged.fill_(resume["ema_updates"])
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
+            torch.set_rng_state(resume["rng"]["torch"])
+            start, elapsed = int(resume["step"]), float(resume.get("seconds", 0.0))
         except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as err:
-            raise UserError(f"cannot resume from {resume_from}: its training state is incomplete or does not fit "
+            raise UserError(f"cannot resume: the checkpoint's training state is incomplete or does not fit "
                             f"({type(err).__name__}: {_first_line(err)}); sample from it, or start a new run "
-                            "with --run DIR") from None
+                            "in another folder") from None
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if dist_info.enabled else model
     amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tc.amp]     # checked by check_config
-    if amp_dtype is torch.float16 and device.type != "cuda":
-        raise UserError("--amp fp16 needs a CUDA device; use --amp bf16 or none")
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
-    ckpt_path = os.path.join(run_dir, "ckpt.pt")
+    ckpt_path, _ = checkpoint.locate(run_dir)
     images, labels = data.tensors
     null = cfg.model.num_classes
 
@@ -206,7 +194,7 @@ def train(cfg: Config, run_dir: str, *,
 
     order = BatchOrder(len(images), cfg, dist_info)
     if dist_info.is_main:                       # the last check passed: from here on the run writes
-        _clear_stale_files(run_dir, fresh=resume_from is None)
+        _clear_stale_files(run_dir, fresh=resume is None)
     log = CsvLog(os.path.join(run_dir, "log.csv"), keep_until=start) if dist_info.is_main else None
     loss_sum, n_sum, last_check, last_good = torch.zeros((), device=device), 0, start, start
     bar = tqdm(total=tc.steps, initial=start, disable=not (progress and dist_info.is_main),
@@ -255,7 +243,7 @@ def train(cfg: Config, run_dir: str, *,
                 save(done)
                 last_good = done
             if keep:
-                save(done, os.path.join(run_dir, f"ckpt_step{done}.pt"))
+                save(done, os.path.join(run_dir, checkpoint.kept_name(done)))
             if stop:
                 bar.close()
                 raise TrainingInterrupted(done, ckpt_path)
@@ -284,9 +272,8 @@ def _clear_stale_files(run_dir: str, *, fresh: bool) -> None:
     if not os.path.isdir(run_dir):
         return
     checkpoint.remove_partial_writes(run_dir)
-    for name in os.listdir(run_dir) if fresh else []:
-        if name == "ckpt.pt" or (name.startswith("ckpt_step") and name.endswith(".pt")):
-            os.remove(os.path.join(run_dir, name))
+    for path in checkpoint.run_checkpoints(run_dir) if fresh else []:
+        os.remove(path)
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .files import atomic_write  # noqa: E402
 from .geometry import Alignment  # noqa: E402
 
 NONE_C, CFG_C, NEG_C = "#555555", "#1f5fbf", "#d62728"
@@ -23,8 +24,11 @@ DPI = 130
 
 
 def _save(fig, path: str) -> None:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
+    """A PNG, written atomically (`files.atomic_write`)."""
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight", facecolor="white"))
+    finally:
+        plt.close(fig)
 
 
 def _plane(ax, data2d: np.ndarray, labels: np.ndarray, means2d: np.ndarray, class_names: Sequence[str],
@@ -258,7 +262,7 @@ def plot_sweep(path: str, result: dict) -> None:
     axes[2].legend(fontsize=8)
     st = result["settings"]
     fig.suptitle(f"Guidance sweep: {st['n_per_class']} samples per class x {st['classes']} classes, same seeds, "
-                 f"{st['sampler'].upper()}-{st['steps']}; interval = CFG for t in [{st['interval'][0]}, "
+                 f"{st['sampler']}; interval = CFG for t in [{st['interval'][0]}, "
                  f"{st['interval'][1]}]", fontsize=11)
     fig.tight_layout()
     _save(fig, path)

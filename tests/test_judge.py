@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from toydiff import classifier
-from toydiff.classifier import Judge, JudgeConfig, judge_for, load_judge, predict, save_judge, train_judge
+from toydiff import judge as judge_module
+from toydiff.judge import Judge, JudgeConfig, judge_for, load_judge, predict, save_judge, train_judge
 from toydiff.data import load_dataset
 from toydiff.errors import UserError
 
@@ -16,7 +16,7 @@ def digits_judge():
     """A digits judge trained for 150 steps (~2 s); shared read-only by the judge and metrics tests."""
     train, info = load_dataset("digits")
     test, _ = load_dataset("digits", train=False)
-    cfg = classifier.config_for("digits", info.shape, info.num_classes)
+    cfg = judge_module.config_for("digits", info.shape, info.num_classes)
     return train_judge(cfg, *train.tensors, test_x=test.tensors[0], test_y=test.tensors[1], max_steps=150,
                        verbose=False)
 
@@ -48,14 +48,14 @@ def test_judge_round_trips_with_weights_only(digits_judge, tmp_path):
 
 def test_judge_for_loads_the_cache_without_training(digits_judge, tmp_path, monkeypatch):
     save_judge(digits_judge, str(tmp_path / "judge.pt"), dataset="digits")
-    monkeypatch.setattr(classifier, "train_judge", lambda *a, **k: pytest.fail("retrained a cached judge"))
+    monkeypatch.setattr(judge_module, "train_judge", lambda *a, **k: pytest.fail("retrained a cached judge"))
     judge = judge_for(str(tmp_path), dataset="digits", verbose=False)
     assert not judge.training and judge.test_accuracy == pytest.approx(digits_judge.test_accuracy)
 
 
 def test_judge_for_trains_and_saves_when_absent(tmp_path, monkeypatch):
-    real_train = classifier.train_judge
-    monkeypatch.setattr(classifier, "train_judge", lambda *a, **k: real_train(*a, **{**k, "max_steps": 5}))
+    real_train = judge_module.train_judge
+    monkeypatch.setattr(judge_module, "train_judge", lambda *a, **k: real_train(*a, **{**k, "max_steps": 5}))
     judge = judge_for(str(tmp_path / "run"), dataset="digits", verbose=False)
     assert os.path.isfile(tmp_path / "run" / "judge.pt") and 0 <= judge.test_accuracy <= 1
     assert judge_for(None, dataset="digits", verbose=False) is not None            # None: no cache written
@@ -78,7 +78,7 @@ def test_foreign_or_unsafe_judge_files_are_refused(digits_judge, tmp_path):
 
 def test_shift_augmentation_moves_content_and_pads_with_background():
     x = torch.arange(16.0).view(1, 1, 4, 4).repeat(64, 1, 1, 1)
-    y = classifier._shift(x, 1, torch.Generator().manual_seed(0))
+    y = judge_module._shift(x, 1, torch.Generator().manual_seed(0))
     assert y.shape == x.shape
     assert (y == -1).any() and not torch.equal(y, x)                                # some shifted, padded with -1
     for img in y:                                                                   # each a translate of the original

@@ -1,9 +1,11 @@
 """Benchmarks: ratios measured side by side in one process, plus absolute numbers labelled with the device.
 
-    python -m toydiff.bench                         # train, guided-step, samplers, memory (the cheap ones)
-    python -m toydiff.bench train guided-step       # named cases
-    nice python -m toydiff.bench time-to-quality    # trains the digits preset from scratch: run it alone
-    python -m toydiff.bench train --dataset mnist --data-dir ~/data --device cuda
+    python -m benchmarks.bench                      # train, guided-step, samplers, memory (the cheap ones)
+    python -m benchmarks.bench train guided-step    # named cases
+    nice python -m benchmarks.bench time-to-quality # trains the digits preset from scratch: run it alone
+    python -m benchmarks.bench train --dataset mnist --data-dir ~/data --device cuda
+
+Run from the repository root (benchmarks/ imports toydiff; toydiff never imports benchmarks/).
 
 Cases:
     train            images/s of toydiff's training loop and of its UNet in a plain loop, against a plain
@@ -23,7 +25,6 @@ These are measurements, not tests: nothing here asserts a time. Run the heavy ca
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import resource
@@ -33,20 +34,24 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint
-from .classifier import judge_for, predict
-from .config import preset
-from .data import load_dataset
-from .errors import ArgumentParser, UserError, run_cli
-from .guidance import guide
-from .pipeline import class_rows, generate, next_class
-from .runtime import resolve_device
-from .schedule import NoiseSchedule
-from .training import diffusion_loss, train
-from .unet import UNet
+from toydiff import checkpoint
+from toydiff.cli import ArgumentParser, positive_int, run_cli
+from toydiff.config import preset
+from toydiff.data import DATASETS, load_dataset
+from toydiff.errors import UserError
+from toydiff.files import write_json
+from toydiff.guidance import guide
+from toydiff.judge import judge_for, predict
+from toydiff.pipeline import class_rows, generate, next_class
+from toydiff.runtime import resolve_device
+from toydiff.sampling import Sampler
+from toydiff.schedule import NoiseSchedule
+from toydiff.training import diffusion_loss, train
+from toydiff.unet import UNet
+
+from .reference_unet import matched_reference, n_params
 
 CASES = ("train", "guided-step", "samplers", "time-to-quality", "memory")
 DEFAULT_CASES = ("train", "guided-step", "samplers", "memory")
@@ -87,83 +92,6 @@ def timed(fn, device: torch.device, *, repeats: int = 5, warmup: int = 1) -> flo
     return statistics.median(times)
 
 
-# ---------------------------------------------------------------- the plain reference for `train`
-
-class RefBlock(nn.Module):
-    """conv-BN-GELU twice; with `residual`, the input (or the first conv's output) is added and scaled by 1/sqrt 2."""
-
-    def __init__(self, c_in: int, c_out: int, residual: bool = False):
-        super().__init__()
-        self.residual = residual
-        self.a = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.GELU())
-        self.b = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.GELU())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.a(x)
-        out = self.b(h)
-        if not self.residual:
-            return out
-        return ((x if x.shape == out.shape else h) + out) / 2 ** 0.5
-
-
-def _mlp(d_in: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
-
-
-class ReferenceUNet(nn.Module):
-    """A ContextUnet-style baseline (the popular single-file MNIST CFG script's layout): two down blocks with
-    max-pool, a pooled bottleneck vector, transposed-conv ups whose features are scaled by a class embedding
-    and shifted by an embedding of t / T. The null label is an all-zero one-hot. forward(x, t, y) -> eps."""
-
-    def __init__(self, in_channels: int, image_size: int, num_classes: int, n_feat: int, T: int):
-        super().__init__()
-        if image_size % 4:
-            raise UserError(f"the reference net needs an image size divisible by 4, got {image_size}")
-        self.num_classes, self.T, f = num_classes, T, n_feat
-        self.init = RefBlock(in_channels, f, residual=True)
-        self.down1 = nn.Sequential(RefBlock(f, f), nn.MaxPool2d(2))
-        self.down2 = nn.Sequential(RefBlock(f, 2 * f), nn.MaxPool2d(2))
-        pool = image_size // 4
-        self.to_vec = nn.Sequential(nn.AvgPool2d(pool), nn.GELU())
-        self.t1, self.t2 = _mlp(1, 2 * f), _mlp(1, f)
-        self.c1, self.c2 = _mlp(num_classes, 2 * f), _mlp(num_classes, f)
-        self.up0 = nn.Sequential(nn.ConvTranspose2d(2 * f, 2 * f, pool, pool), nn.GroupNorm(8, 2 * f), nn.ReLU())
-        self.up1 = nn.Sequential(nn.ConvTranspose2d(4 * f, f, 2, 2), RefBlock(f, f), RefBlock(f, f))
-        self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * f, f, 2, 2), RefBlock(f, f), RefBlock(f, f))
-        self.out = nn.Sequential(nn.Conv2d(2 * f, f, 3, padding=1), nn.GroupNorm(8, f), nn.ReLU(),
-                                 nn.Conv2d(f, in_channels, 3, padding=1))
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = self.init(x)
-        d1 = self.down1(x)
-        d2 = self.down2(d1)
-        hidden = self.to_vec(d2)
-        onehot = F.one_hot(y, self.num_classes + 1)[:, :self.num_classes].float()      # null -> all zeros
-        tt = (t.float() / self.T)[:, None]
-        u1 = self.up0(hidden)
-        u2 = self.up1(torch.cat([self.c1(onehot)[..., None, None] * u1 + self.t1(tt)[..., None, None], d2], 1))
-        u3 = self.up2(torch.cat([self.c2(onehot)[..., None, None] * u2 + self.t2(tt)[..., None, None], d1], 1))
-        return self.out(torch.cat([u3, x], 1))
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def matched_reference(target: int, in_channels: int, image_size: int, num_classes: int, T: int) -> ReferenceUNet:
-    """The ReferenceUNet whose parameter count is closest to `target` (n_feat a multiple of 8)."""
-    def build(f: int) -> ReferenceUNet:
-        return ReferenceUNet(in_channels, image_size, num_classes, f, T)
-
-    below = build(8)
-    for f in range(16, 1025, 8):                      # the count grows with n_feat: stop at the first one above
-        above = build(f)
-        if n_params(above) >= target:
-            return min(below, above, key=lambda m: abs(n_params(m) - target))
-        below = above
-    return below
-
-
 # ---------------------------------------------------------------- cases
 
 def case_train(ctx: "Context") -> dict:
@@ -202,7 +130,7 @@ def case_train(ctx: "Context") -> dict:
         full = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, ckpt_every=10 ** 9,
                                                                   keep_every=0, log_every=10 ** 9, warmup=1))
         train(full, tmp, data=ctx.train_data, device=ctx.device, progress=False)
-        seconds = float(checkpoint.load(os.path.join(tmp, "ckpt.pt"))["seconds"])
+        seconds = float(checkpoint.load(tmp)["seconds"])
     loop_ips = steps * B / seconds
     return dict(batch=B, steps=steps, toydiff_params=n_params(toy), reference_params=n_params(ref),
                 reference_n_feat=ref.up0[0].in_channels // 2, reference_images_per_s=ref_ips,
@@ -244,10 +172,10 @@ def case_samplers(ctx: "Context") -> dict:
     seeds = list(range(len(labels)))
     schedule = NoiseSchedule.from_config(ctx.cfg.diffusion)
     out = dict(checkpoint_step=step, n=len(labels), scale=3.0)
-    for name, sampler, steps in (("ddim50", "ddim", 50), ("ddpm1000", "ddpm", schedule.T)):
+    for name, sampler in (("ddim50", Sampler("ddim", 50)), ("ddpm1000", Sampler("ddpm", schedule.T))):
         sync(ctx.device)
         t0 = time.perf_counter()
-        images = generate(guide(model, labels, scale=3.0), schedule, seeds=seeds, sampler=sampler, steps=steps)
+        images = generate(guide(model, labels, scale=3.0), schedule, sampler, seeds=seeds)
         sync(ctx.device)
         sec = time.perf_counter() - t0
         out[f"{name}_seconds_per_image"] = sec / len(labels)
@@ -266,12 +194,11 @@ def case_time_to_quality(ctx: "Context") -> dict:
         print(f"  training the {cfg.train.dataset} preset from scratch ({cfg.train.steps} steps, keep_every "
               f"{cfg.train.keep_every}) in {tmp}", flush=True)
         train(cfg, tmp, data=ctx.train_data, device=ctx.device, progress=False)
-        kept = sorted((int(f[len("ckpt_step"):-3]), f) for f in os.listdir(tmp) if f.startswith("ckpt_step"))
-        for step, name in kept:
-            path = os.path.join(tmp, name)
-            model, _, _ = checkpoint.load_model(path, device=ctx.device)
-            seconds = float(checkpoint.load(path)["seconds"])
-            images = generate(guide(model, labels, scale=3.0), schedule, seeds=list(range(len(labels))))
+        for step, path in checkpoint.kept_checkpoints(tmp):
+            run = checkpoint.load_run(path, device=ctx.device)                 # one read: model and seconds
+            seconds = float(run.ckpt["seconds"])
+            images = generate(guide(run.model, labels, scale=3.0), schedule, Sampler("ddim", 50),
+                              seeds=list(range(len(labels))))
             acc = (predict(judge, images) == labels.cpu()).float().mean().item()
             rows.append(dict(step=step, train_seconds=round(seconds, 1), accuracy=acc))
             print(f"    step {step:>5}: {seconds:7.1f} s of training, judge accuracy {acc:.1%}", flush=True)
@@ -304,7 +231,7 @@ def case_memory(ctx: "Context") -> dict:
     K = ctx.cfg.model.num_classes
     labels = class_rows(K, ctx.args.n, ctx.device)
     generate(guide(model.eval(), labels, scale=3.0, negatives=[(next_class(labels, K), 1.0)]),
-             NoiseSchedule.from_config(ctx.cfg.diffusion), seeds=list(range(len(labels))), steps=10)
+             NoiseSchedule.from_config(ctx.cfg.diffusion), Sampler("ddim", 10), seeds=list(range(len(labels))))
     out.update(peak_rss_mb_after_sampling=rss_mb(), cuda_max_allocated_mb_sampling=cuda_mb(),
                sample_batch=len(labels))
     return out
@@ -337,12 +264,13 @@ class Context:
 
     def model(self, *, trained: bool) -> tuple[nn.Module, int | None]:
         """The run's EMA model if it exists (its config then wins); else, unless `trained`, a fresh preset UNet."""
-        path = os.path.join(self.run_dir, "ckpt.pt")
+        path, _ = checkpoint.locate(self.run_dir)
         if os.path.isfile(path):
             if self._model is None:
-                model, cfg, step = checkpoint.load_model(path, device=self.device)
-                self.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, data_dir=self.args.data_dir))
-                self._model = (model, step)
+                run = checkpoint.load_run(path, device=self.device)
+                self.cfg = dataclasses.replace(run.cfg, train=dataclasses.replace(run.cfg.train,
+                                                                                  data_dir=self.args.data_dir))
+                self._model = (run.model, run.step)
             return self._model
         if trained:
             raise UserError(f"this case needs a trained checkpoint: {path} does not exist; train one with "
@@ -358,17 +286,17 @@ class Context:
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m toydiff.bench", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("cases", nargs="*", default=[], metavar="case",
                    help=f"any of {', '.join(CASES)} (default: {' '.join(DEFAULT_CASES)})")
     p.add_argument("--device", default="auto")
-    p.add_argument("--dataset", default="digits", choices=("digits", "mnist", "fashion-mnist", "cifar10"))
+    p.add_argument("--dataset", default="digits", choices=DATASETS)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--run", default=None, help="trained run for guided-step / samplers (default runs/<dataset>)")
-    p.add_argument("--n", type=int, default=10, help="samples per class (default 10)")
-    p.add_argument("--train-steps", type=int, default=30, help="timed steps per model in `train` (default 30)")
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats in guided-step (median)")
-    p.add_argument("--keep-every", type=int, default=250, help="time-to-quality: checkpoint spacing")
+    p.add_argument("--n", type=positive_int, default=10, help="samples per class (default 10)")
+    p.add_argument("--train-steps", type=positive_int, default=30, help="timed steps per model in `train` (default 30)")
+    p.add_argument("--repeats", type=positive_int, default=7, help="timed repeats in guided-step (median)")
+    p.add_argument("--keep-every", type=positive_int, default=250, help="time-to-quality: checkpoint spacing")
     p.add_argument("--target", type=float, default=0.97, help="time-to-quality: judge accuracy to reach")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p
@@ -388,9 +316,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    for flag in ("n", "train_steps", "repeats", "keep_every"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         raise UserError(f"unknown case {', '.join(unknown)}; choose from {', '.join(CASES)}")
@@ -410,8 +335,7 @@ def _main(argv: list[str] | None) -> None:
             if k != "checkpoints":
                 print(f"  {k:<40} {_fmt(v)}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(args.json, results)
         print(f"wrote {args.json}")
 
 

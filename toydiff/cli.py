@@ -1,0 +1,83 @@
+"""What the command-line front ends share (train_cli, sample_cli, study_cli; the only modules that see argparse):
+a parser that reports a bad flag in one line, the `error: ...` / exit 2 wrapper, and flag value parsers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from .errors import UserError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (not usage + message) and exits 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse hook
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run `main`, turning a UserError into `error: ...` on stderr and exit code 2."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    """A count that must be >= 1 (samples per row, per cloud, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'1,2,2' -> (1, 2, 2)."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,2, got {text!r}") from None
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    """'0,1,3' -> (0.0, 1.0, 3.0)."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,1,3, got {text!r}") from None
+
+
+def negative(text: str) -> tuple[int, float]:
+    """'K' or 'K:WEIGHT' -> (K, weight); weight 1 if omitted (the weight's rule lives in guidance.py)."""
+    k, sep, w = text.partition(":")
+    try:
+        return int(k), float(w) if sep else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K:WEIGHT (e.g. 7 or 7:0.5), got {text!r}") from None
+
+
+def interval(text: str) -> tuple[int, int]:
+    """'LO:HI' -> (LO, HI), timestep indices (the order rule lives in guidance.py)."""
+    lo, sep, hi = text.partition(":")
+    try:
+        if sep:
+            return int(lo), int(hi)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected LO:HI with integer timesteps (e.g. 200:800), got {text!r}")
+
+
+def class_choice(text: str) -> str | int:
+    """An integer class, 'all' or 'none'."""
+    if text in ("all", "none"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, 'all' or 'none', got {text!r}") from None
