@@ -52,7 +52,7 @@ def mnist_files(folder):
     ("empty-data-dir", "not found or corrupted"),
     ("corrupt-data-dir", "corrupt"),
     ("wrong-dataset-files", "not found or corrupted"),
-    ("too-many-levels", "image size 8 is not divisible by 16"),
+    ("too-many-levels", "image_size 8 is not divisible by 16"),
     ("width-vs-groups", "GroupNorm groups"),
     ("run-under-a-file", "cannot write to run folder"),
     ("run-is-a-file", "is a file, not a folder"),
@@ -93,8 +93,9 @@ def test_sample_bad_input(trained_run, tmp_path, capsys):
     for argv, message in [
         (["--negative", "3:nan"], "weights must be finite and > 0"),
         (["--negative", "3:inf"], "weights must be finite and > 0"),
-        (["--batch-size", "0"], "batch size must be >= 1"),
-        (["--eta", "-1"], "eta must be a finite number >= 0"),
+        (["--batch-size", "0"], "batch size must lie in 1..65536"),
+        (["--eta", "-1"], "eta must lie in [0, 1]"),
+        (["--eta", "1e10"], "eta must lie in [0, 1]"),
         (["--sampler", "ddpm", "--eta", "1"], "eta 1 applies to DDIM only"),
         (["--sampler", "ddpm", "--sample-steps", "51"], "the model's T is 50"),     # DDIM: tests/test_cli.py
         (["--out", str(blocker / "out")], "cannot write to output folder"),          # ENOTDIR, even as root
@@ -146,13 +147,14 @@ def damaged(good: dict, case: str):
     return ckpt
 
 
-CKPT_CASES = [("truncated", "truncated or not a torch file"), ("empty", "truncated or not a torch file"),
+CKPT_CASES = [("truncated", "not a torch zip archive"), ("empty", "not a torch zip archive"),
               ("newer-version", "newer than this toydiff reads"), ("no-version", "format version None"),
               ("other-format", "not a toydiff checkpoint"), ("not-a-dict", "not a toydiff checkpoint"),
               ("missing-ema", "missing 'ema'"), ("bad-step", "not a count of steps"),
               ("unknown-config-key", "unknown keys ['colour']"),
-              ("malformed-config", "config is malformed"), ("wrong-config-type", "malformed"),
-              ("image-size", "image size 7 is not divisible by 2"), ("weights-vs-config", "do not match")]
+              ("malformed-config", "config is damaged: config must be a dict"),
+              ("wrong-config-type", "model.width must be of type int"),
+              ("image-size", "image_size 7 is not divisible by 2"), ("weights-vs-config", "do not match")]
 
 
 def write_damaged(trained_run, path, case):

@@ -21,6 +21,7 @@ import torch
 from toydiff import checkpoint, train_cli, training
 from toydiff.data import load_dataset
 from toydiff.errors import UserError
+from toydiff.files import WriteError
 from toydiff.train_cli import main as train_main
 
 from conftest import TINY_TRAIN_FLAGS, tiny_config
@@ -137,7 +138,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, mo
     payload = {"config": {}, "model": {"w": torch.ones(1000)}, "ema": {}, "step": 1}
     checkpoint.save(payload, path)
     monkeypatch.setattr(torch, "save", half_written(disk_full))
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="No space left on device"):
         checkpoint.save({**payload, "step": 2}, path)
     assert checkpoint.load(path)["step"] == 1
     assert os.listdir(tmp_path) == ["ckpt.pt"]                    # the half-written temp file is gone
@@ -250,7 +251,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    step = int(re.search(r"interrupted at step (\d+)", err).group(1))
+    step = int(re.search(r"interrupted by Ctrl-C at step (\d+)", err).group(1))
     assert f"Continue with: python train.py --run {run} --resume" in err
     assert checkpoint.load(os.path.join(run, "ckpt.pt"))["step"] == step
     assert CKPT_EVERY <= step < 100000 and max(logged_steps(run)) <= step and stray_files(run) == []

@@ -69,7 +69,7 @@ def test_foreign_or_unsafe_judge_files_are_refused(digits_judge, tmp_path):
     with pytest.raises(UserError, match="refusing"):
         load_judge(str(tmp_path / "pickled.pt"))
     (tmp_path / "truncated.pt").write_bytes(b"PK\x03\x04 not a zip")
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="not a torch zip archive"):
         load_judge(str(tmp_path / "truncated.pt"))
     save_judge(digits_judge, str(tmp_path / "judge.pt"), dataset="digits")
     with pytest.raises(UserError, match="judges 'digits', not 'mnist'"):

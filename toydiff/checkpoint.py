@@ -15,18 +15,20 @@ import glob
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 
 import torch
 
-from .config import Config, ConfigError, check_config, from_dict
-from .errors import UserError
+from .config import Config, ConfigError, check_config, check_model_config, from_dict
+from .errors import UserError, note
 from .files import TEMP_SUFFIX, atomic_write
 
 FORMAT = "toydiff"
 FORMAT_VERSION = 1
 CKPT_FILE = "ckpt.pt"                   # <run>/ckpt.pt: the latest checkpoint of a run
+LOG_FILE = "log.csv"                    # <run>/log.csv: step, loss, lr, seconds
 
 
 def kept_name(step: int) -> str:
@@ -44,6 +46,8 @@ def locate(run_dir: str, ckpt: str | None = None) -> tuple[str, str]:
 
 def kept_checkpoints(run_dir: str) -> list[tuple[int, str]]:
     """(step, path) of every kept ckpt_step{N}.pt in `run_dir`, by step."""
+    if not os.path.isdir(run_dir):
+        return []
     found = (re.fullmatch(r"ckpt_step(\d+)\.pt", name) for name in os.listdir(run_dir))
     return sorted((int(m.group(1)), os.path.join(run_dir, m.group(0))) for m in found if m)
 
@@ -54,28 +58,46 @@ def run_checkpoints(run_dir: str) -> list[str]:
     return ([latest] if os.path.isfile(latest) else []) + [path for _, path in kept_checkpoints(run_dir)]
 
 
+def run_files(run_dir: str) -> list[str]:
+    """Every file that makes `run_dir` a toydiff run: checkpoints and the training log."""
+    if not os.path.isdir(run_dir):
+        return []
+    log = os.path.join(run_dir, LOG_FILE)
+    return run_checkpoints(run_dir) + ([log] if os.path.isfile(log) else [])
+
+
 def check_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> str | None:
-    """The checkpoint to resume from, or None for a fresh run; refuses to clobber a different run."""
-    path, _ = locate(run_dir)
+    """The checkpoint to resume from, or None for a fresh run. A folder holding any toydiff file (ckpt.pt, a kept
+    ckpt_step*.pt, log.csv) is a run: never cleared by accident. Resuming takes ckpt.pt, or, when a run stopped
+    before writing one, its newest kept checkpoint."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
-    if resume:
-        if not os.path.isfile(path):
-            raise UserError(f"nothing to resume: {path} does not exist; drop --resume to start a new run")
-        return path
-    if os.path.exists(path) and not overwrite:
-        raise UserError(f"{run_dir} already holds a run ({path}); pass --resume to continue it, "
-                        "--overwrite to replace it, or --run DIR for a new folder")
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise UserError(f"--run {run_dir} is a file, not a folder")
+    latest, _ = locate(run_dir)
+    found = run_files(run_dir)
+    if resume:
+        if os.path.isfile(latest):
+            return latest
+        kept = kept_checkpoints(run_dir) if os.path.isdir(run_dir) else []
+        if kept:
+            note(f"{latest} does not exist; resuming from the newest kept checkpoint {kept[-1][1]}")
+            return kept[-1][1]
+        raise UserError(f"nothing to resume: {run_dir} holds no checkpoint (ckpt.pt or ckpt_step*.pt); "
+                        + ("pass --overwrite to start a new run there" if found else "drop --resume to start a new run"))
+    if found and not overwrite:
+        names = ", ".join(os.path.basename(p) for p in found[:3]) + (", ..." if len(found) > 3 else "")
+        raise UserError(f"{run_dir} already holds a run ({names}); pass --resume to continue it, --overwrite to "
+                        "replace it, or --run DIR for a new folder")
     return None
 
 
 def save(payload: dict, path: str) -> None:
-    """Write `payload` to `path` atomically and durably (`files.atomic_write`: temp file, fsync, `os.replace`)."""
+    """Write `payload` to `path` atomically and durably (`files.atomic_write`: temp file, fsync, `os.replace`);
+    a failure is a `files.WriteError` and leaves the previous file as it was."""
     payload = {"format": FORMAT, "version": FORMAT_VERSION, **payload}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write(path, lambda f: torch.save(payload, f), durable=True)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def remove_partial_writes(folder: str) -> list[str]:
@@ -87,11 +109,23 @@ def remove_partial_writes(folder: str) -> list[str]:
     return stale
 
 
-def read(path: str, map_location: str | torch.device = "cpu", *, what: str = "checkpoint") -> dict:
-    """torch.load(weights_only=True) of any toydiff file (diffusion checkpoint or judge): refuses pickled
-    objects, unreadable files, foreign dicts and newer format versions, each as a one-line UserError."""
+def read(path: str, map_location: str | torch.device = "cpu", *, what: str = "checkpoint",
+         fix: str = "re-train, or name another checkpoint") -> dict:
+    """torch.load(weights_only=True) of any toydiff file (diffusion checkpoint or judge). Refuses, each as a
+    one-line UserError ending in `fix`: unreadable files (with the OS's reason), files that are not torch zip
+    archives (toydiff never unpickles anything else), pickled objects, foreign dicts, unknown format versions."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as f:
+            is_zip = zipfile.is_zipfile(f)
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror or type(err).__name__}); {fix}") from None
+    if not is_zip:           # torch.save writes zip archives; anything else would reach the legacy unpickler
+        raise UserError(f"{path} is not a toydiff {what} (not a torch zip archive: truncated, or another kind of "
+                        f"file); {fix}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                 # torch's advice to retry unsafely is not ours
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # name the offending global, not torch's advice to retry with weights_only=False (that would run it)
         found = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \d+)", str(err))
@@ -99,12 +133,13 @@ def read(path: str, map_location: str | torch.device = "cpu", *, what: str = "ch
                         f"({found.group(0) if found else 'UnpicklingError'}); toydiff never executes them. "
                         "Use a file written by toydiff") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise UserError(f"cannot read {path}: truncated or not a torch file "
-                        f"({type(err).__name__}); re-train or pick another {what}") from None
+        raise UserError(f"cannot read {path}: a damaged torch archive ({type(err).__name__}); {fix}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path} is not a toydiff {what}")
+        raise UserError(f"{path} is not a toydiff {what}; {fix}")
     version = ckpt.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"{path} has format version {version!r}, which no toydiff writes: a damaged {what}; {fix}")
+    if version > FORMAT_VERSION:
         raise UserError(f"{path} has format version {version}, newer than this toydiff reads ({FORMAT_VERSION}); "
                         "upgrade toydiff")
     return ckpt
@@ -128,14 +163,12 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict:
 
 def config_of(ckpt: dict) -> Config:
     """The run's Config, checked like flags would be: a damaged config is a UserError, never a traceback."""
-    from .unet import check_model_config
-
     try:
         cfg = from_dict(ckpt["config"])
         check_model_config(cfg.model)           # shapes the UNet can build, e.g. image size vs levels
         check_config(cfg)
     except ConfigError as err:
-        raise UserError(f"the checkpoint's config has {err}: a damaged checkpoint") from None
+        raise UserError(f"the checkpoint's config is damaged: {err}") from None
     except (AttributeError, TypeError, ValueError) as err:
         raise UserError(f"the checkpoint's config is malformed ({type(err).__name__}); "
                         "not a toydiff checkpoint, or a damaged one") from None
@@ -165,6 +198,9 @@ def model_from(ckpt: dict, path: str, device: str | torch.device = "cpu", weight
     except (RuntimeError, TypeError, AttributeError) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise UserError(f"{path}: weights do not match the stored config ({first})") from None
+    if not all(p.isfinite().all() for p in model.parameters()):
+        raise UserError(f"{path}: its {weights} weights hold NaN or infinite values: a damaged or diverged "
+                        "checkpoint; sample an earlier one (ckpt_step*.pt) or re-train")
     return Run(model.to(device).eval().requires_grad_(False), cfg, int(ckpt["step"]), path, ckpt)
 
 

@@ -18,12 +18,23 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run_cli(main: Callable[[], object]) -> None:
-    """Run `main`, turning a UserError into `error: ...` on stderr and exit code 2."""
+    """Run `main`, turning a UserError into `error: ...` on stderr and exit code 2, and Ctrl-C into one line and
+    exit code 130 (every output is written atomically, so none is left half-written)."""
     try:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); files already complete were kept, none is half-written", file=sys.stderr)
+        sys.exit(130)
+
+
+def path(text: str) -> str:
+    """A file or folder name: not empty (an empty --run would silently mean the default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
 
 
 def positive_int(text: str) -> int:

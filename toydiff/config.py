@@ -4,9 +4,15 @@ so sampling never needs the training flags typed again."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from .errors import UserError
+
+
+MAX_STEPS = 10 ** 9                     # sane upper bounds: a config read from a file is data from a stranger
+MAX_BATCH = 2 ** 16
+MAX_TIMESTEPS = 100_000
 
 
 @dataclass
@@ -64,19 +70,38 @@ def to_dict(cfg: Config) -> dict:
             for f in dataclasses.fields(cfg)}
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "str | None": (str, type(None)),
+          "tuple[int, ...]": (list, tuple)}
+
+
+def _check_type(section: str, name: str, annotation: str, value) -> None:
+    """A value read from a file has the field's declared type (a bool is not an int, 32.0 is not a width)."""
+    ok = isinstance(value, _TYPES[annotation]) and (annotation == "bool" or not isinstance(value, bool))
+    if ok and annotation == "tuple[int, ...]":
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if not ok:
+        raise ConfigError(f"{section}.{name}", f"must be of type {annotation}, got {value!r}")
+
+
 def from_dict(d: dict) -> Config:
-    """Inverse of `to_dict`. Unknown keys are an error (a checkpoint from another program)."""
+    """Inverse of `to_dict`, for a dict read from a file: unknown keys (a checkpoint from another program) and
+    values of the wrong type are a ConfigError; ranges are `check_config`'s and `check_model_config`'s."""
+    if not isinstance(d, dict):
+        raise ConfigError("config", f"must be a dict, got {type(d).__name__}")
     parts = {}
     for f in dataclasses.fields(Config):
         cls = {"model": ModelConfig, "diffusion": DiffusionConfig, "train": TrainConfig}[f.name]
-        sub = dict(d.get(f.name, {}))
-        names = {g.name for g in dataclasses.fields(cls)}
-        unknown = set(sub) - names
+        sub = d.get(f.name, {})
+        if not isinstance(sub, dict):
+            raise ConfigError(f.name, f"must be a dict, got {type(sub).__name__}")
+        fields = {g.name: g for g in dataclasses.fields(cls)}
+        unknown = set(sub) - set(fields)
         if unknown:
             raise UserError(f"config section {f.name!r} has unknown keys {sorted(unknown)}; "
                             "was it written by a newer toydiff?")
-        if "channel_mult" in sub:
-            sub["channel_mult"] = tuple(sub["channel_mult"])
+        for name, value in sub.items():
+            _check_type(f.name, name, fields[name].type, value)
+        sub = {k: tuple(v) if k == "channel_mult" else v for k, v in sub.items()}
         parts[f.name] = cls(**sub)
     return Config(**parts)
 
@@ -122,23 +147,53 @@ class ConfigError(UserError):
 
 
 def check_config(cfg: Config) -> None:
-    """Refuse settings that cannot train (the UNet checks its own shapes). Raises ConfigError."""
+    """Refuse settings that cannot train, or that no laptop could hold (a config may come from a stranger's file).
+    Model shapes are `check_model_config`'s. Raises ConfigError."""
     tc, dc = cfg.train, cfg.diffusion
     rules = [
-        (tc.steps >= 1, "steps", f"must be >= 1, got {tc.steps}"),
-        (tc.batch_size >= 1, "batch_size", f"must be >= 1, got {tc.batch_size}"),
-        (0 < tc.lr < float("inf"), "lr", f"must be a positive number, got {tc.lr}"),
+        (1 <= tc.steps <= MAX_STEPS, "steps", f"must lie in 1..{MAX_STEPS}, got {tc.steps}"),
+        (1 <= tc.batch_size <= MAX_BATCH, "batch_size", f"must lie in 1..{MAX_BATCH}, got {tc.batch_size}"),
+        (0 < tc.lr < math.inf, "lr", f"must be a positive number, got {tc.lr}"),
+        (0 <= tc.weight_decay < math.inf, "weight_decay", f"must be a finite number >= 0, got {tc.weight_decay}"),
         (0 <= tc.p_uncond < 1, "p_uncond", f"must lie in [0, 1), got {tc.p_uncond}"),
         (0 <= tc.ema_decay < 1, "ema_decay", f"must lie in [0, 1), got {tc.ema_decay}"),
-        (tc.grad_clip > 0, "grad_clip", f"must be > 0, got {tc.grad_clip}"),
+        (0 < tc.grad_clip < math.inf, "grad_clip", f"must be a positive number, got {tc.grad_clip}"),
         (tc.ckpt_every >= 1, "ckpt_every", f"must be >= 1, got {tc.ckpt_every}"),
         (tc.log_every >= 1, "log_every", f"must be >= 1, got {tc.log_every}"),
         (tc.keep_every >= 0, "keep_every", f"must be >= 0, got {tc.keep_every}"),
         (tc.warmup >= 0, "warmup", f"must be >= 0, got {tc.warmup}"),
         (tc.amp in ("none", "bf16", "fp16"), "amp", f"must be none, bf16 or fp16, got {tc.amp!r}"),
-        (dc.timesteps >= 2, "timesteps", f"must be >= 2, got {dc.timesteps}"),
+        (-2 ** 63 <= tc.seed < 2 ** 63, "seed", f"must fit in 64 bits, got {tc.seed}"),
+        (tc.dataset in PRESETS, "dataset", f"must be one of {', '.join(PRESETS)}, got {tc.dataset!r}"),
+        (2 <= dc.timesteps <= MAX_TIMESTEPS, "timesteps", f"must lie in 2..{MAX_TIMESTEPS}, got {dc.timesteps}"),
         (dc.schedule in ("cosine", "linear"), "schedule", f"must be cosine or linear, got {dc.schedule!r}"),
     ]
     for ok, name, problem in rules:
         if not ok:
             raise ConfigError(name, problem)
+
+
+def check_model_config(m: ModelConfig) -> None:
+    """Refuse shapes the UNet cannot build, or that no laptop could hold, with the fix. Raises ConfigError."""
+    rules = [
+        (1 <= m.in_channels <= 16, "in_channels", f"must lie in 1..16, got {m.in_channels}"),
+        (1 <= m.image_size <= 1024, "image_size", f"must lie in 1..1024, got {m.image_size}"),
+        (1 <= m.num_classes <= 100_000, "num_classes", f"must lie in 1..100000, got {m.num_classes}"),
+        (1 <= m.width <= 1024, "width", f"must lie in 1..1024, got {m.width}"),
+        (1 <= len(m.channel_mult) <= 8 and all(1 <= c <= 16 for c in m.channel_mult), "channel_mult",
+         f"must be 1 to 8 multipliers in 1..16, got {tuple(m.channel_mult)}"),
+        (1 <= m.num_res_blocks <= 16, "num_res_blocks", f"must lie in 1..16, got {m.num_res_blocks}"),
+        (0 <= m.dropout < 1, "dropout", f"must lie in [0, 1), got {m.dropout}"),
+        (1 <= m.groups <= 1024, "groups", f"must lie in 1..1024, got {m.groups}"),
+    ]
+    for ok, name, problem in rules:
+        if not ok:
+            raise ConfigError(name, problem)
+    factor = 2 ** (len(m.channel_mult) - 1)
+    if m.image_size % factor:
+        raise ConfigError("image_size", f"{m.image_size} is not divisible by {factor} (channel_mult "
+                          f"{tuple(m.channel_mult)} downsamples {len(m.channel_mult) - 1} times); use fewer levels")
+    for mult in m.channel_mult:
+        if (m.width * mult) % m.groups:
+            raise ConfigError("width", f"{m.width} x {mult} is not divisible by {m.groups} GroupNorm groups; "
+                              "choose a width that is a multiple of the groups")

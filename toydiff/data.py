@@ -55,9 +55,9 @@ def _torchvision(name: str, root: str, train: bool, download: bool) -> tuple[tor
             hint = "pass --download to fetch them" if not download else "check the network and the folder"
             raise UserError(f"{name} not found or corrupted in {os.path.abspath(root)}: expected "
                             f"{_expected_files(name, root)}; {hint}") from None
-        raise _corrupt(name, root, err) from None
+        raise _corrupt(name, root, err, download) from None
     except (ValueError, AssertionError, EOFError, OSError, pickle.UnpicklingError, KeyError) as err:
-        raise _corrupt(name, root, err) from None
+        raise _corrupt(name, root, err, download) from None
     if name == "cifar10":
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2)    # (N, 32, 32, 3) uint8 -> (N, 3, 32, 32)
     else:
@@ -65,8 +65,11 @@ def _torchvision(name: str, root: str, train: bool, download: bool) -> tuple[tor
     return _to_unit_range(x, 255.0), torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes)
 
 
-def _corrupt(name: str, root: str, err: Exception) -> UserError:
+def _corrupt(name: str, root: str, err: Exception, download: bool) -> UserError:
     detail = (str(err).strip().splitlines() or [""])[0][:120]
+    if download:                                  # offline, or the files came down damaged
+        return UserError(f"could not download or read {name} into {os.path.abspath(root)} ({type(err).__name__}: "
+                         f"{detail}); check the network, or copy {_expected_files(name, root)} there by hand")
     return UserError(f"could not read {name} from {os.path.abspath(root)} ({type(err).__name__}: {detail}); "
                      "the files are corrupt: delete them and pass --download")
 
@@ -98,12 +101,17 @@ def load_dataset(name: str, root: str | None = None, train: bool = True,
         class_names = [str(i) for i in range(10)]
     else:
         root = root or "data"
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise UserError(f"data folder {os.path.abspath(root)} is a file, not a folder; pass --data-dir DIR")
         if not download and not os.path.isdir(root):
             raise UserError(f"data folder {os.path.abspath(root)} does not exist; pass --data-dir DIR holding "
                             f"{_expected_files(name, '<DIR>')}, or --download")
         x, y, class_names = _torchvision(name, root, train, download)
     if len(x) == 0:
         raise UserError(f"{name} in {root} holds no images")
+    if len(y) != len(x):
+        raise UserError(f"{name} in {root} has {len(x)} images but {len(y)} labels: the files are corrupt or from "
+                        "two different downloads; delete them and pass --download")
     info = DatasetInfo(name=name, shape=tuple(x.shape[1:]), num_classes=len(class_names),
                        class_names=tuple(class_names))
     if y.min() < 0 or y.max() >= info.num_classes:

@@ -74,11 +74,26 @@ def check_classes(labels: torch.Tensor | Sequence[int], num_classes: int, *, wha
         raise UserError(f"{what} must lie in 0..{num_classes - 1}{none}, got {labels.unique().tolist()}")
 
 
+MAX_SCALE = 1e4            # |s| beyond this pushes eps past anything float32 samples can use
+
+
 def check_scale(scale: float) -> float:
-    """The rule for s: a finite number (s = 1 none; Ho & Salimans' w = s - 1)."""
-    if not math.isfinite(float(scale)):
-        raise UserError(f"guidance scale s must be a finite number, got {scale}")
+    """The rule for s: a finite number within +-MAX_SCALE (s = 1 none; Ho & Salimans' w = s - 1)."""
+    if not math.isfinite(float(scale)) or abs(float(scale)) > MAX_SCALE:
+        raise UserError(f"guidance scale s must be a finite number in [-{MAX_SCALE:g}, {MAX_SCALE:g}], got {scale}")
     return float(scale)
+
+
+def check_interval(interval: tuple[int, int] | None, T: int | None = None) -> None:
+    """The rule for a guidance interval [t_lo, t_hi]: t_lo <= t_hi, both timesteps of the model (0..T-1) when T is
+    known; an interval outside them would silently mean no guidance at all."""
+    if interval is None:
+        return
+    lo, hi = interval
+    if lo > hi:
+        raise UserError(f"guidance interval must have t_lo <= t_hi, got {tuple(interval)}")
+    if T is not None and not 0 <= lo <= hi <= T - 1:
+        raise UserError(f"guidance interval {lo}:{hi} must lie within the model's timesteps 0..{T - 1}")
 
 
 @dataclass
@@ -168,8 +183,7 @@ def guide(model: nn.Module, pos: torch.Tensor, *,
     else:
         ref = (pos if ref_model is not None else torch.full_like(pos, null))[None]      # (1, B)
         ref_weights = torch.ones(1)
-    if interval is not None and interval[0] > interval[1]:
-        raise UserError(f"guidance interval must have t_lo <= t_hi, got {interval}")
+    check_interval(interval)
     if not 0 <= rescale <= 1:                         # NaN fails too
         raise UserError(f"rescale phi must lie in [0, 1], got {rescale}")
     device = next(model.parameters()).device

@@ -207,7 +207,7 @@ def save_judge(judge: Judge, path: str, *, dataset: str) -> None:
 
 def load_judge(path: str, *, dataset: str | None = None, device: str | torch.device = "cpu") -> Judge:
     """Read judge.pt through `checkpoint.read` (weights_only=True); every failure is a one-line UserError."""
-    blob = checkpoint.read(path, what="judge")
+    blob = checkpoint.read(path, what="judge", fix="delete it and the judge is retrained")
     if blob.get("kind") != "judge":
         raise UserError(f"{path} is not a toydiff judge; delete it and the judge is retrained")
     if dataset is not None and blob.get("dataset") != dataset:

@@ -9,6 +9,7 @@ import torch
 from .guidance import Guided
 from .files import atomic_write
 from .sampling import Sampler, Step, seeded_generators
+from .errors import UserError
 from .schedule import NoiseSchedule
 
 
@@ -21,6 +22,16 @@ def next_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """The default negative of toydiff's demos (sample.py, the figures' grids, the sweep, the benchmarks): row c
     avoids (c + 1) mod K."""
     return (labels + 1) % num_classes
+
+
+MAX_SAMPLES = 100_000                   # per set: an N beyond this is a typo, not a study
+
+
+def check_count(n: int, what: str = "samples") -> int:
+    """The rule for how many samples one set may hold: 1..MAX_SAMPLES (they are kept in memory)."""
+    if not 1 <= n <= MAX_SAMPLES:
+        raise UserError(f"{n} {what} asked for one set; it must lie in 1..{MAX_SAMPLES}")
+    return n
 
 
 def trajectory(guided: Guided, schedule: NoiseSchedule, sampler: Sampler, *,

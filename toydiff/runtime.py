@@ -22,7 +22,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):     # meta, xpu, ...: nothing toydiff runs on
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name} asked for a GPU but CUDA is not available here; use cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

@@ -27,8 +27,8 @@ from .cli import ArgumentParser, run_cli
 from .errors import UserError
 from .figures import FIGURES
 from .files import writable_dir
-from .guidance import check_classes, guide
-from .pipeline import generate, next_class, save_grid
+from .guidance import check_classes, check_interval, guide
+from .pipeline import check_count, generate, next_class, save_grid
 from .runtime import resolve_device
 from .sampling import SAMPLERS, Sampler
 from .samples import SampleSet
@@ -52,8 +52,8 @@ MODES = {                                   # mode -> the flags it uses; every o
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="sample.py", description="Sample a toydiff run with CFG and negative guidance.",
                        argument_default=None)
-    p.add_argument("--run", help="run folder holding ckpt.pt (default runs/digits)")
-    p.add_argument("--ckpt", help="checkpoint file (overrides --run)")
+    p.add_argument("--run", type=cli.path, help="run folder holding ckpt.pt (default runs/digits)")
+    p.add_argument("--ckpt", type=cli.path, help="checkpoint file (overrides --run)")
     p.add_argument("--class", dest="cls", type=cli.class_choice,
                    help="positive class: an integer, 'all' (one row per class, default) or 'none'")
     p.add_argument("--negative", type=cli.negative, action="append", metavar="K[:WEIGHT]",
@@ -66,12 +66,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--eta", type=float, help="DDIM eta (0 deterministic, default; 1 DDPM-like)")
     p.add_argument("--n", type=cli.positive_int, help="samples per class row (default 8)")
     p.add_argument("--seed", type=int, help="sample i of a set uses seed + i (default 0)")
-    p.add_argument("--out", help="output folder (default <run>/samples; figures/ for --figures and --sweep)")
+    p.add_argument("--out", type=cli.path, help="output folder (default <run>/samples; figures/ for --figures and --sweep)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--weights", choices=("ema", "model"), help="ema (default) or model")
     p.add_argument("--batch-size", type=int, help="samples per forward batch (default 256)")
     g = p.add_argument_group("beyond CFG")
-    g.add_argument("--ref-ckpt", help="autoguidance: add a set guided away from the same labels "
+    g.add_argument("--ref-ckpt", type=cli.path, help="autoguidance: add a set guided away from the same labels "
                    "through this worse checkpoint (e.g. <run>/ckpt_step500.pt)")
     g.add_argument("--interval", type=cli.interval, metavar="LO:HI",
                    help="guide only for t in [LO, HI] (timestep indices 0..T-1), s = 1 elsewhere")
@@ -83,7 +83,7 @@ def build_parser() -> ArgumentParser:
     modes.add_argument("--sweep", action="store_true", default=None,
                        help="metrics against s for cfg, negative, autoguidance and interval guidance -> "
                             "figures/sweep.png + sweep.json (--out overrides)")
-    modes.add_argument("--eval", nargs="?", const=True, metavar="NPZ",
+    modes.add_argument("--eval", nargs="?", const=True, type=cli.path, metavar="NPZ",
                        help="score the samples with the judge (<run>/judge.pt): print a table, write metrics.json "
                             "beside samples.npz; --eval FILE scores an existing samples.npz without sampling")
     f = p.add_argument_group("mode options")
@@ -152,7 +152,7 @@ def sample(args: argparse.Namespace) -> None:
     run, run_dir, sampler = load_run(args)
     ref = checkpoint.load_reference(args.ref_ckpt, run.cfg, device=next(run.model.parameters()).device,
                                     weights=args.weights) if args.ref_ckpt else None
-    sets = plan_sets(args, run.model, ref.model if ref else None)
+    sets = plan_sets(args, run.model, ref.model if ref else None, run.cfg.diffusion.timesteps)
     out = writable_dir(args.out or os.path.join(run_dir, "samples"), what="output folder (--out)")
 
     schedule = NoiseSchedule.from_config(run.cfg.diffusion)
@@ -176,23 +176,26 @@ def sample(args: argparse.Namespace) -> None:
         evaluate_file(path, run.cfg, run_dir, device=next(run.model.parameters()).device)
 
 
-def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch.nn.Module | None) -> list[SampleSet]:
+def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch.nn.Module | None,
+              T: int) -> list[SampleSet]:
     """The sets to sample, all on the same seeds, each with its guided denoiser built (and so checked):
     s = 1, CFG and negative guidance (+ autoguidance with --ref-ckpt); for --class none the unconditional set and,
     with --negative, removal ("anything but K")."""
     K = model.cfg.num_classes
+    check_interval(args.interval, T)
     common = dict(interval=args.interval, rescale=args.rescale)
     negatives = [(k, w) for k, w in args.negative]
     if args.cls == "none":
         if ref_model is not None:
             raise UserError("--ref-ckpt (autoguidance) guides a positive class; --class none has none")
-        labels = torch.full((args.n,), K)                                      # the null label
+        labels = torch.full((check_count(args.n),), K)                         # the null label
         sets = [SampleSet("none", guide(model, labels, scale=1.0), "removal" if negatives else None)]
         if negatives:
             sets.append(SampleSet("removal", guide(model, labels, scale=args.scale, negatives=negatives, **common)))
         return sets
     classes = list(range(K)) if args.cls == "all" else [args.cls]
     check_classes(classes, K, what="the positive class (--class none asks for unconditional samples)")
+    check_count(len(classes) * args.n)
     labels = torch.tensor(classes).repeat_interleave(args.n)                   # (N,) one row per class
     clash = sorted({k for k, _ in negatives} & set(classes))
     if not negatives:

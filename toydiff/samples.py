@@ -103,6 +103,8 @@ def read(path: str, *, shape: tuple[int, int, int] | None = None, num_classes: i
     if images.ndim != 4:
         raise UserError(f"{path}: images must be (N, C, H, W), got shape {images.shape}")
     n = len(images)
+    if n == 0:
+        raise UserError(f"{path} holds no images; write one with `python sample.py`")
     if shape is not None and tuple(images.shape[1:]) != tuple(shape):
         raise UserError(f"{path}: images are {tuple(images.shape[1:])} but the judge expects {tuple(shape)}")
     if labels.shape != (n,) or sets.shape != (n,) or negatives.ndim != 2 or len(negatives) != n:

@@ -13,7 +13,6 @@ abar at those points only (Nichol & Dhariwal 2021, sec. 4: respacing). T is the 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -26,6 +25,7 @@ from .schedule import NoiseSchedule, eps_from_x0, posterior, x0_from_eps
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Generators = torch.Generator | Sequence[torch.Generator]
 DDIM_DEFAULT_STEPS = 50
+MAX_BATCH = 2 ** 16                      # samples per forward batch
 
 
 class Step(NamedTuple):
@@ -35,8 +35,9 @@ class Step(NamedTuple):
 
 
 def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
-    """One CPU generator per sample (as EDM's StackedRandomGenerator): sample i depends on seeds[i] alone."""
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+    """One CPU generator per sample (as EDM's StackedRandomGenerator): sample i depends on seeds[i] alone.
+    Seeds are taken modulo 2^64 (torch's seed range), so any integer is a seed."""
+    return [torch.Generator().manual_seed(int(s) % 2 ** 64) for s in seeds]
 
 
 def randn(shape: Sequence[int], generator: Generators, device: torch.device | str) -> torch.Tensor:
@@ -146,7 +147,7 @@ class Sampler:
 
     kind:          "ddim" (Song et al. 2021) or "ddpm" (ancestral, Ho et al. 2020)
     sample_steps:  S denoiser calls; None = the default (DDIM: 50, or T if T < 50; DDPM: T), see `resolve`
-    eta:           DDIM's noise (0 deterministic, 1 DDPM-like); DDPM has none, so it must stay 0 there
+    eta:           DDIM's noise in [0, 1] (0 deterministic, 1 DDPM-like, eq. 16); DDPM has no eta, so it stays 0
     batch_size:    samples per forward batch (times the guidance branches); results do not depend on it
     """
     kind: str = "ddim"
@@ -160,12 +161,12 @@ class Sampler:
             raise UserError(f"unknown sampler {self.kind!r}; choose one of {', '.join(SAMPLERS)}")
         if self.sample_steps is not None and self.sample_steps < 1:
             raise UserError(f"sampling steps must be >= 1, got {self.sample_steps}")
-        if not (math.isfinite(self.eta) and self.eta >= 0):
-            raise UserError(f"eta must be a finite number >= 0, got {self.eta}")
+        if not 0 <= self.eta <= 1:                       # NaN fails too; eta > 1 asks for more noise than x_t' has
+            raise UserError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like), got {self.eta}")
         if self.kind == "ddpm" and self.eta != 0:
             raise UserError(f"eta {self.eta:g} applies to DDIM only; DDPM's noise is fixed by the schedule")
-        if self.batch_size < 1:
-            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise UserError(f"batch size must lie in 1..{MAX_BATCH}, got {self.batch_size}")
 
     def resolve(self, T: int) -> Sampler:
         """This sampler with S fixed for a model with T noise levels. An explicit S above T is refused; the DDIM

@@ -17,10 +17,10 @@ from . import checkpoint, figures, samples, sweep
 from .config import Config
 from .errors import UserError
 from .files import write_json, writable_dir
-from .guidance import check_classes, guide
+from .guidance import check_classes, check_interval, guide
 from .judge import judge_for
 from .metrics import real_reference, evaluate_samples
-from .pipeline import next_class
+from .pipeline import check_count, next_class
 from .runtime import resolve_device
 from .sample_cli import load_run
 from .schedule import NoiseSchedule
@@ -45,6 +45,8 @@ def make_figures(args: argparse.Namespace) -> list[str]:
     if pos == neg:
         raise UserError(f"--class and --negative are both {pos}: the figures need two different classes")
     classes = list(range(K)) if args.cls == "all" else [pos]
+    check_count(args.cloud_n, "samples per cloud")
+    check_count(len(classes) * args.n, "grid samples")
     if args.cls == "all" and not args.negative:                               # as sample.py: row c avoids c + 1
         grid_negatives = next_class(torch.tensor(classes), K).tolist()
     else:
@@ -68,6 +70,8 @@ def make_sweep(args: argparse.Namespace) -> dict:
         print(f"note: {ref_path} does not exist, so the autoguidance line is skipped "
               "(train with --keep-every 500, or pass --ref-ckpt FILE)")
     schedule = NoiseSchedule.from_config(run.cfg.diffusion)
+    check_interval(args.interval, schedule.T)
+    check_count(args.sweep_n * run.cfg.model.num_classes, "samples per sweep point")
     plan = sweep.plan(run.model, schedule, ref_model=ref.model if ref else None,
                       scales=args.sweep_scales or sweep.SCALES, n_per_class=args.sweep_n, seed=args.seed,
                       interval=args.interval)

@@ -11,22 +11,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from contextlib import contextmanager, nullcontext
 
 import torch
 
 from . import checkpoint
-from .cli import ArgumentParser, int_list, run_cli
-from .config import ConfigError, check_config, preset
+from .cli import ArgumentParser, int_list, path, run_cli
+from .config import ConfigError, check_config, check_model_config, preset
 from .data import DATASETS, load_dataset
 from .errors import UserError
-from .files import writable_dir
+from .files import exclusive_lock, writable_dir
 from .guidance import check_scale, guide
 from .pipeline import class_rows, generate, save_grid
 from .runtime import init_distributed, resolve_device
 from .sampling import Sampler
 from .schedule import NoiseSchedule
 from .training import TrainingInterrupted, check_setup, train
-from .unet import UNet, check_model_config
+from .unet import UNet
 
 # flag -> (config section, field). Flags left at None keep the dataset preset (or the resumed run's value).
 CONFIG_FLAGS = {
@@ -47,9 +48,9 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="train.py", description="Train a class-conditional diffusion model (toydiff).")
     p.add_argument("--dataset", default=None, choices=DATASETS,
                    help="default: digits (embedded, no download), or the resumed run's")
-    p.add_argument("--data-dir", default=None, help="torchvision data folder (default ./data)")
+    p.add_argument("--data-dir", type=path, default=None, help="torchvision data folder (default ./data)")
     p.add_argument("--download", action="store_true", help="download the dataset into --data-dir")
-    p.add_argument("--run", "--run-dir", dest="run", default=None,
+    p.add_argument("--run", "--run-dir", dest="run", type=path, default=None,
                    help="run folder (default runs/<dataset>); under torchrun spell it --run-dir")
     p.add_argument("--resume", action="store_true", help="continue the run in --run from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --run")
@@ -96,15 +97,16 @@ def _main(argv: list[str] | None) -> None:
     cfg = checkpoint.config_of(resumed) if resumed else preset(args.dataset or "digits")
     if resumed:
         _check_resume_flags(args, cfg, given)
+        if args.steps is not None and args.steps <= resumed["step"]:
+            raise UserError(f"the run is at step {resumed['step']}: --steps {args.steps} leaves nothing to train; "
+                            "pass a larger --steps")
     for key in given:
         section, field = CONFIG_FLAGS[key]
         setattr(getattr(cfg, section), field, getattr(args, key))
     if args.data_dir is not None or not resumed:            # the data may have moved since the run started
         cfg.train.data_dir = args.data_dir
-    try:
+    with flag_names():
         check_config(cfg)
-    except ConfigError as err:                             # name the flag that sets the field
-        raise UserError(f"--{err.field.replace('_', '-')} {err.problem}") from None
     grid_scale = check_scale(args.grid_scale)
     grid_sampler = Sampler().resolve(cfg.diffusion.timesteps)
     dist_info, device = init_distributed(resolve_device(args.device))
@@ -112,22 +114,33 @@ def _main(argv: list[str] | None) -> None:
     if not resumed:
         cfg.model = dataclasses.replace(cfg.model, in_channels=info.shape[0], image_size=info.shape[1],
                                         num_classes=info.num_classes)
-    check_model_config(cfg.model)                           # image size vs levels, width vs groups: before writing
-    check_setup(cfg, device, dist_info)
+    with flag_names():
+        check_model_config(cfg.model)                       # image size vs levels, width vs groups: before writing
+    check_setup(cfg, device, dist_info, n_images=len(data))
     writable_dir(run_dir, what="run folder (--run)")
+    with exclusive_lock(run_dir, what="run folder") if dist_info.is_main else nullcontext():
+        if dist_info.is_main:
+            print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
+                  f"UNet {UNet(cfg.model).num_parameters():,} parameters; device {device}; run {run_dir}"
+                  + (f"; resuming from step {resumed['step']}" if resumed else ""))
+        try:
+            model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume=resumed,
+                          progress=not args.no_progress)
+        except TrainingInterrupted as stop:
+            print(f"{stop}. Continue with: python train.py --run {run_dir} --resume", file=sys.stderr)
+            sys.exit(stop.exit_code)
+        if dist_info.is_main:
+            _final_grid(model, cfg, run_dir, grid_scale, grid_sampler)
 
-    if dist_info.is_main:
-        print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
-              f"UNet {UNet(cfg.model).num_parameters():,} parameters; device {device}; run {run_dir}"
-              + (f"; resuming from step {resumed['step']}" if resumed else ""))
+
+@contextmanager
+def flag_names():
+    """A ConfigError about a field that a flag sets is reported with the flag's name."""
     try:
-        model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume=resumed,
-                      progress=not args.no_progress)
-    except TrainingInterrupted as stop:
-        print(f"{stop}. Continue with: python train.py --run {run_dir} --resume", file=sys.stderr)
-        sys.exit(130)
-    if dist_info.is_main:
-        _final_grid(model, cfg, run_dir, grid_scale, grid_sampler)
+        yield
+    except ConfigError as err:
+        name = f"--{err.field.replace('_', '-')}" if err.field in CONFIG_FLAGS else err.field
+        raise UserError(f"{name} {err.problem}") from None
 
 
 def _check_resume_flags(args, stored, given: set[str]) -> None:

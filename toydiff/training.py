@@ -9,6 +9,8 @@ Label dropout lives here and nowhere else: it is what teaches the one network p(
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import math
 import os
 import signal
@@ -25,7 +27,8 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .config import Config, check_config, to_dict
-from .errors import UserError
+from .errors import UserError, note
+from .files import WriteError, atomic_write
 from .runtime import Dist
 from .schedule import NoiseSchedule
 from .unet import UNet
@@ -34,11 +37,12 @@ LOG_FIELDS = ("step", "loss", "lr", "seconds")
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C during training: a checkpoint was saved at `step`."""
+    """Ctrl-C (SIGINT) or SIGTERM during training: a checkpoint was saved at `step`; exit with `exit_code`."""
 
-    def __init__(self, step: int, path: str):
-        super().__init__(f"interrupted at step {step}; checkpoint saved to {path}")
-        self.step, self.path = step, path
+    def __init__(self, step: int, path: str, signum: int):
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        super().__init__(f"interrupted by {name} at step {step}; checkpoint saved to {path}")
+        self.step, self.path, self.exit_code = step, path, 128 + signum
 
 
 def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, y: torch.Tensor, *,
@@ -77,8 +81,14 @@ def lr_lambda(cfg: Config):
 
 
 def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
-    """The noise of step `step` on `rank` depends on (seed, rank, step) alone: a resumed run replays it exactly."""
-    return torch.Generator(device=device).manual_seed((seed * 256 + rank) * 2 ** 32 + step)
+    """The noise of step `step` on `rank` depends on (seed, rank, step) alone: a resumed run replays it exactly.
+
+    The key packs (seed, rank, step) into one int, (seed * 256 + rank) * 2^32 + step; a key outside
+    torch's 64-bit seed range (|seed| above ~8 million, or a negative seed) is hashed to 64 bits instead."""
+    key = (seed * 256 + rank) * 2 ** 32 + step
+    if not 0 <= key < 2 ** 63:
+        key = int.from_bytes(hashlib.sha256(f"{seed},{rank},{step}".encode()).digest()[:8], "little")
+    return torch.Generator(device=device).manual_seed(key)
 
 
 class BatchOrder:
@@ -89,10 +99,7 @@ class BatchOrder:
         self.local = cfg.train.batch_size // dist_info.world_size
         self.sampler = DistributedSampler(range(n), num_replicas=dist_info.world_size, rank=dist_info.rank,
                                           shuffle=True, seed=cfg.train.seed, drop_last=True)
-        self.per_epoch = len(self.sampler) // self.local
-        if self.per_epoch == 0:
-            raise UserError(f"the dataset has {n} images, fewer than one batch of {cfg.train.batch_size}; "
-                            "lower --batch-size")
+        self.per_epoch = len(self.sampler) // self.local           # >= 1: see check_setup
         self.epoch, self.order = -1, None
 
     def __call__(self, step: int) -> torch.Tensor:
@@ -103,30 +110,40 @@ class BatchOrder:
         return self.order[k * self.local:(k + 1) * self.local]
 
 
-@contextmanager
-def sigint_flag():
-    """While active, the first Ctrl-C sets flag["hit"] (the loop then saves and stops); a second one aborts."""
-    flag = {"hit": False}
-    try:
-        previous = signal.getsignal(signal.SIGINT)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)      # Ctrl-C; how clusters pre-empt a job
 
-        def handler(signum, frame):
-            if flag["hit"]:
-                raise KeyboardInterrupt
-            flag["hit"] = True
-        signal.signal(signal.SIGINT, handler)
+
+@contextmanager
+def stop_signals():
+    """While active, the first SIGINT or SIGTERM sets flag["signal"]: the loop saves at the end of the step and
+    stops. A second one aborts (KeyboardInterrupt), except during a save (flag["saving"]), which it lets finish."""
+    flag = {"signal": None, "saving": False, "again": False}
+
+    def handler(signum, frame):
+        if flag["signal"] is None:
+            flag["signal"] = signum
+        elif flag["saving"]:
+            flag["again"] = True
+        else:
+            raise KeyboardInterrupt
+    try:
+        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     except ValueError:                          # not the main thread: leave signals alone
-        previous = None
+        previous = {}
     try:
         yield flag
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
-def check_setup(cfg: Config, device: torch.device, dist_info: Dist = Dist()) -> None:
-    """Refuse a config this device and process group cannot train (beyond `check_config`)."""
+def check_setup(cfg: Config, device: torch.device, dist_info: Dist = Dist(), *, n_images: int | None = None) -> None:
+    """Refuse a config this device, process group and dataset (of `n_images`) cannot train (beyond
+    `check_config`)."""
     check_config(cfg)
+    if n_images is not None and n_images // dist_info.world_size < cfg.train.batch_size // dist_info.world_size:
+        raise UserError(f"the dataset has {n_images} images, fewer than one batch of {cfg.train.batch_size}; "
+                        "lower --batch-size")
     if cfg.train.batch_size % dist_info.world_size:
         raise UserError(f"batch size {cfg.train.batch_size} is not divisible by the {dist_info.world_size} "
                         "processes; pick a multiple")
@@ -148,7 +165,7 @@ def train(cfg: Config, run_dir: str, *,
     last good checkpoint).
     """
     tc = cfg.train
-    check_setup(cfg, device, dist_info)
+    check_setup(cfg, device, dist_info, n_images=len(data))
     torch.manual_seed(tc.seed)
     schedule = NoiseSchedule.from_config(cfg.diffusion)
     model = UNet(cfg.model).to(device)
@@ -180,27 +197,40 @@ def train(cfg: Config, run_dir: str, *,
     null = cfg.model.num_classes
 
     def save(step: int, path: str = ckpt_path) -> None:
+        """Checkpoint atomically; a second signal meanwhile waits for the write. The first save of a fresh run
+        is when an overwritten run's files go (its checkpoints, its log): until then a crash loses neither."""
         if not dist_info.is_main:
             return
+        interrupted["saving"] = True
         try:
             checkpoint.save({"config": to_dict(cfg), "step": step, "seconds": elapsed + time.time() - t0,
                              "model": model.state_dict(), "ema": ema.module.state_dict(),
                              "ema_updates": int(ema.n_averaged), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}},
                             path)
-        except OSError as err:                  # disk full, folder removed...: the previous file is intact
-            raise UserError(f"could not write {path} ({err.strerror or err}); stopped at step {step}. "
-                            f"{_last_good(last_good, ckpt_path)}") from None
+            for stale in old_run:
+                if stale != path and os.path.exists(stale):
+                    os.remove(stale)
+            old_run.clear()
+            log.commit()
+        except WriteError as err:               # disk full, folder removed...: the previous file is intact
+            raise UserError(f"{err}; stopped at step {step}. {_last_good(last_good, ckpt_path)}") from None
+        finally:
+            interrupted["saving"] = False
+        if interrupted["again"]:
+            raise KeyboardInterrupt
 
     order = BatchOrder(len(images), cfg, dist_info)
     if dist_info.is_main:                       # the last check passed: from here on the run writes
-        _clear_stale_files(run_dir, fresh=resume is None)
-    log = CsvLog(os.path.join(run_dir, "log.csv"), keep_until=start) if dist_info.is_main else None
+        os.makedirs(run_dir, exist_ok=True)
+        checkpoint.remove_partial_writes(run_dir)
+    old_run = [] if resume is not None or not dist_info.is_main else checkpoint.run_checkpoints(run_dir)
+    log = CsvLog(os.path.join(run_dir, checkpoint.LOG_FILE), keep_until=start) if dist_info.is_main else None
     loss_sum, n_sum, last_check, last_good = torch.zeros((), device=device), 0, start, start
     bar = tqdm(total=tc.steps, initial=start, disable=not (progress and dist_info.is_main),
                desc=f"train {tc.dataset}", unit="step", dynamic_ncols=True)
     t0 = time.time()
-    with sigint_flag() as interrupted:
+    with stop_signals() as interrupted:
         for step in range(start, tc.steps):
             idx = order(step)
             x0, y = images[idx].to(device, non_blocking=True), labels[idx].to(device, non_blocking=True)
@@ -221,9 +251,9 @@ def train(cfg: Config, run_dir: str, *,
             bar.update(1)
 
             if dist_info.enabled:     # all ranks must stop at the same step: agree at log boundaries
-                stop = done % tc.log_every == 0 and _any_rank(interrupted["hit"], device)
+                stop = done % tc.log_every == 0 and _any_rank(interrupted["signal"] is not None, device)
             else:
-                stop = interrupted["hit"]
+                stop = interrupted["signal"] is not None
             keep = bool(tc.keep_every) and done % tc.keep_every == 0
             save_now = done % tc.ckpt_every == 0 or done == tc.steps or stop
             if done % tc.log_every == 0 or save_now or keep:
@@ -235,7 +265,11 @@ def train(cfg: Config, run_dir: str, *,
                                     f"stopped. {_last_good(last_good, ckpt_path)}. If it diverges again, start a "
                                     "new run with a lower --lr (or --amp none)")
                 if log is not None:
-                    log.write(done, mean, scheduler.get_last_lr()[0], elapsed + time.time() - t0)
+                    try:
+                        log.write(done, mean, scheduler.get_last_lr()[0], elapsed + time.time() - t0)
+                    except OSError as err:
+                        raise UserError(f"could not write {log.path} ({err.strerror or err}); stopped at step "
+                                        f"{done}. {_last_good(last_good, ckpt_path)}") from None
                 bar.set_postfix(loss=f"{mean:.4f}")
                 loss_sum.zero_()
                 n_sum, last_check = 0, done
@@ -246,7 +280,7 @@ def train(cfg: Config, run_dir: str, *,
                 save(done, os.path.join(run_dir, checkpoint.kept_name(done)))
             if stop:
                 bar.close()
-                raise TrainingInterrupted(done, ckpt_path)
+                raise TrainingInterrupted(done, ckpt_path, interrupted["signal"] or signal.SIGINT)
     bar.close()
     return ema.module if dist_info.is_main else model
 
@@ -266,16 +300,6 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-def _clear_stale_files(run_dir: str, *, fresh: bool) -> None:
-    """Remove temp files of checkpoint writes that were killed mid-way; a fresh run (--overwrite) also removes the
-    previous run's checkpoints, so the folder never mixes two runs."""
-    if not os.path.isdir(run_dir):
-        return
-    checkpoint.remove_partial_writes(run_dir)
-    for path in checkpoint.run_checkpoints(run_dir) if fresh else []:
-        os.remove(path)
-
-
 def _any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank if `flag` is set on any (all ranks must stop at the same step)."""
     t = torch.tensor(float(flag), device=device)
@@ -284,21 +308,57 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
 
 
 class CsvLog:
-    """log.csv with step, loss, lr, seconds. On resume, rows past the checkpoint are dropped (they will be
-    replayed), so the file always describes one run."""
+    """log.csv: step, loss, lr, seconds; a side record of one run.
+
+    Resumed at step S, it keeps the well-formed rows up to S (rows past S will be replayed) and drops damaged lines
+    (a power loss can leave a NUL-byte tail), with one note saying how many. A fresh run's rows wait in memory until
+    its first checkpoint (`commit`), so an overwritten run's log is replaced only then."""
 
     def __init__(self, path: str, keep_until: int):
-        self.path = path
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        rows = []
-        if keep_until > 0 and os.path.isfile(path):
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, LOG_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        self.path, self.pending = path, []
+        if keep_until == 0:
+            return
+        rows, damaged = self._read(keep_until)
+        if damaged:
+            note(f"{path}: dropped {damaged} damaged line(s); kept the {len(rows)} rows up to step {keep_until}")
+        self.pending = rows
+        self.commit()
+
+    def _read(self, keep_until: int) -> tuple[list[list[str]], int]:
+        try:
+            with open(self.path, "rb") as f:
+                text = f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return [], 0
+        rows, damaged = [], 0
+        for line in text.splitlines()[1:]:
+            row = next(csv.reader([line]), [])
+            try:
+                ok = len(row) == len(LOG_FIELDS) and "\x00" not in line and [float(v) for v in row[1:]]
+                step = int(row[0]) if ok else None
+            except ValueError:
+                step = None
+            if step is None or step <= 0:
+                damaged += bool(line.strip())
+            elif step <= keep_until:
+                rows.append(row)
+        return rows, damaged
+
+    def commit(self) -> None:
+        """Write the pending rows: the whole file, atomically, the first time; appended after that."""
+        if self.pending is None:
+            return
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(LOG_FIELDS)
+        w.writerows(self.pending)
+        atomic_write(self.path, lambda f: f.write(buf.getvalue().encode()))
+        self.pending = None
 
     def write(self, step: int, loss: float, lr: float, seconds: float) -> None:
+        row = [step, f"{loss:.6f}", f"{lr:.6g}", f"{seconds:.2f}"]
+        if self.pending is not None:
+            self.pending.append(row)
+            return
         with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.6g}", f"{seconds:.2f}"])
+            csv.writer(f).writerow(row)

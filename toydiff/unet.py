@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
-from .errors import UserError
+from .config import ModelConfig, check_model_config
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -155,18 +154,3 @@ class UNet(nn.Module):
                 h = torch.cat([h, hs.pop()], dim=1)
             h = layer(h, emb)
         return self.conv_out(F.silu(self.norm_out(h)))
-
-
-def check_model_config(cfg: ModelConfig) -> None:
-    """Refuse shapes the UNet cannot handle, with the fix."""
-    factor = 2 ** (len(cfg.channel_mult) - 1)
-    if cfg.image_size < 1 or cfg.image_size % factor:
-        raise UserError(f"image size {cfg.image_size} is not divisible by {factor} "
-                        f"(channel_mult {tuple(cfg.channel_mult)} downsamples {len(cfg.channel_mult) - 1} times); "
-                        "use fewer levels or pad the images")
-    for mult in cfg.channel_mult:
-        if (cfg.width * mult) % cfg.groups:
-            raise UserError(f"width {cfg.width} x {mult} is not divisible by {cfg.groups} GroupNorm groups; "
-                            "choose a width that is a multiple of the groups")
-    if cfg.num_classes < 1 or cfg.in_channels < 1 or cfg.num_res_blocks < 1:
-        raise UserError("num_classes, in_channels and num_res_blocks must be >= 1")
