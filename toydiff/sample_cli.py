@@ -30,7 +30,7 @@ from .files import writable_dir
 from .guidance import check_classes, check_interval, guide
 from .pipeline import check_count, generate, next_class, save_grid
 from .runtime import resolve_device
-from .sampling import SAMPLERS, Sampler
+from .sampling import SAMPLERS, Sampler, seed_range
 from .samples import SampleSet
 from .schedule import NoiseSchedule
 
@@ -153,10 +153,10 @@ def sample(args: argparse.Namespace) -> None:
     ref = checkpoint.load_reference(args.ref_ckpt, run.cfg, device=next(run.model.parameters()).device,
                                     weights=args.weights) if args.ref_ckpt else None
     sets = plan_sets(args, run.model, ref.model if ref else None, run.cfg.diffusion.timesteps)
+    seeds = seed_range(args.seed, len(sets[0].guided.pos))
     out = writable_dir(args.out or os.path.join(run_dir, "samples"), what="output folder (--out)")
 
     schedule = NoiseSchedule.from_config(run.cfg.diffusion)
-    seeds = list(range(args.seed, args.seed + len(sets[0].guided.pos)))
     results = []
     for s in sets:
         images = generate(s.guided, schedule, sampler, seeds=seeds)

@@ -40,6 +40,14 @@ def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(s) % 2 ** 64) for s in seeds]
 
 
+def seed_range(first: int, n: int) -> list[int]:
+    """Seeds first, first + 1, ..., first + n - 1 (sample i uses first + i), refused unless all fit in int64,
+    the type they are recorded with."""
+    if not -2 ** 63 <= first <= 2 ** 63 - n:
+        raise UserError(f"seed {first}: the {n} seeds from it must fit in 64 bits (-2^63 .. 2^63 - 1)")
+    return list(range(first, first + n))
+
+
 def randn(shape: Sequence[int], generator: Generators, device: torch.device | str) -> torch.Tensor:
     """Standard normal noise drawn on the CPU (identical on every device), then moved to `device`.
 
