@@ -52,15 +52,18 @@ def test_mnist_layout_loads_through_torchvision(tmp_path, name, folder):
     assert y.tolist() == (np.arange(12) % 10).tolist()
 
 
-def test_cifar10_layout_loads_through_torchvision(tmp_path, monkeypatch):
-    folder = tmp_path / "cifar-10-batches-py"
+def cifar_files(root, monkeypatch, per_batch: int = 4):
+    """Tiny CIFAR-10 python batches in torchvision's layout under `root` (labels 0, 1, 2, 9, ...), with
+    torchvision's md5 table pointed at them."""
+    folder = root / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     md5 = {}
     for name in names:
         with open(folder / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 9]}, f)
+            pickle.dump({"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                         "labels": [[0, 1, 2, 9][i % 4] for i in range(per_batch)]}, f)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                      "ship", "truck"]}, f)
@@ -70,6 +73,10 @@ def test_cifar10_layout_loads_through_torchvision(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.CIFAR10, "train_list", [[n, md5[n]] for n in names[:5]])
     monkeypatch.setattr(datasets.CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
     monkeypatch.setattr(datasets.CIFAR10, "meta", {**datasets.CIFAR10.meta, "md5": md5["batches.meta"]})
+
+
+def test_cifar10_layout_loads_through_torchvision(tmp_path, monkeypatch):
+    cifar_files(tmp_path, monkeypatch)
     train, info = load_dataset("cifar10", root=str(tmp_path), train=True)
     x, y = train.tensors
     assert x.shape == (20, 3, 32, 32) and info.shape == (3, 32, 32) and info.class_names[-1] == "truck"

@@ -221,3 +221,14 @@ def test_reference_net_matches_the_unet_size_and_maps_shapes():
     x = torch.randn(3, 1, 8, 8)
     y = torch.tensor([0, 5, 10])                                              # 10 = null label
     assert ref(x, torch.tensor([0, 500, 999]), y).shape == x.shape
+
+
+def test_the_gpu_check_stops_with_one_line_when_a_stage_fails(tmp_path, capsys):
+    """benchmarks/gpu.py runs the documented commands; here the data folder is missing, so `train.py` fails
+    and the check reports that stage's own error line, exit 2 (the full check needs a GPU and MNIST)."""
+    from benchmarks.gpu import main as gpu_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_main(["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1].startswith("error: train failed (exit 2)") and "does not exist" in err[-1]

@@ -62,7 +62,8 @@ def _torchvision(name: str, root: str, train: bool, download: bool) -> tuple[tor
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2)    # (N, 32, 32, 3) uint8 -> (N, 3, 32, 32)
     else:
         x = ds.data.unsqueeze(1)                             # (N, 28, 28) uint8 -> (N, 1, 28, 28)
-    return _to_unit_range(x, 255.0), torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes)
+    names = [c.split(" - ")[0] for c in ds.classes]          # MNIST's "0 - zero" -> "0": labels that fit a plot
+    return _to_unit_range(x, 255.0), torch.as_tensor(ds.targets, dtype=torch.long), names
 
 
 def _corrupt(name: str, root: str, err: Exception, download: bool) -> UserError:

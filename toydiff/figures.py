@@ -1,10 +1,9 @@
-"""Checkpoint + fixed seeds -> the five tutorial figures (compute with `geometry`, draw with `viz`).
+"""Checkpoint + fixed seeds -> the tutorial figures and animations (compute with `geometry`, draw with `viz`).
 
     python sample.py --figures all                       # runs/digits -> figures/*.png
     python sample.py --figures alignment --class 3 --negative 9
 
-Every figure uses the same positive / negative pair (default DEFAULT_POS / DEFAULT_NEG: far apart on the
-PCA plane of the digits) and guidance scale s (eps = eps_ref + s (eps_pos - eps_ref); Ho & Salimans' w = s - 1).
+Every figure uses the same positive / negative pair (default: `Study.default_pair`, printed) and guidance scale s (eps = eps_ref + s (eps_pos - eps_ref); Ho & Salimans' w = s - 1).
 Sample i of every cloud uses seed + i, so the clouds for s = 1, CFG and negative guidance share their noise.
 """
 
@@ -20,13 +19,18 @@ import torch
 from . import geometry
 from .checkpoint import Run
 from .data import load_dataset
-from .guidance import guide
-from .pipeline import generate, next_class, trajectory
-from .sampling import Sampler
+from .guidance import Guided, batched_forward, guide
+from .pipeline import class_rows, generate, next_class, trajectory
+from .sampling import Sampler, randn, seeded_generators
 from .schedule import NoiseSchedule
 
-FIGURES = ("means", "trajectories", "alignment", "removal", "grids")
-DEFAULT_POS, DEFAULT_NEG = 0, 6          # digits: a 0 and a 6 share a loop, yet their means lie apart on the PCA plane
+FIGURES = ("means", "trajectories", "alignment", "removal", "grids", "denoising", "plane")
+ANIMATIONS = ("denoising", "plane")     # written as .gif, the rest as .png
+FIXED_PAIRS = {"digits": (0, 6)}        # chosen by eye (a 0 and a 6 share a loop, yet their means lie apart on the
+                                        # plane) before the rule of `geometry.default_pair`; kept so figures/ rebuilds
+ANIMATED_CLOUD = 100                    # samples per cloud in plane.gif
+ANIMATED_PER_CLASS = 3                  # samples per class row in denoising.gif
+BACKDROP_POINTS = 5000                  # training points drawn behind the plane figures (a fixed random subset)
 REMOVAL_SCALES = (2.0, 3.0, 5.0)
 EXACT_MAX_POINTS = 5000                  # D* sums over at most this many training points (a fixed subset)
 
@@ -84,9 +88,17 @@ class Study:
         g = guide(self.model, labels, scale=scale, negatives=[(negative, 1.0)] if negative is not None else ())
         return generate(g, self.schedule, self.sampler, seeds=list(seeds))
 
+    def default_pair(self) -> tuple[tuple[int, int], str]:
+        """(pos, neg) when none is asked for, and why: FIXED_PAIRS for digits, else `geometry.default_pair`."""
+        if self.dataset in FIXED_PAIRS:
+            return FIXED_PAIRS[self.dataset], f"the {self.dataset} default"
+        return (geometry.default_pair(self.plane.project(self.means)),
+                "pos: the class mean farthest from the global mean on the PCA plane; neg: the one farthest from pos")
+
     def backdrop(self) -> dict:
-        """The PCA-plane keyword arguments every plane figure shares."""
-        return dict(data2d=self.plane.project(self.train_x), labels=self.train_y.numpy(),
+        """The PCA-plane keyword arguments every plane figure shares (at most BACKDROP_POINTS training points)."""
+        x, y = geometry.subset(self.train_x, self.train_y, BACKDROP_POINTS)
+        return dict(data2d=self.plane.project(x), labels=y.numpy(),
                     means2d=self.plane.project(self.means), explained=self.plane.explained,
                     class_names=self.class_names)
 
@@ -180,6 +192,65 @@ def grids_figure(st: Study, path: str, *, classes: Sequence[int], negatives: Seq
     viz.plot_grids(path, grids=grids, nrow=n, row_names=[f"class {st.class_names[c]}" for c in classes])
 
 
+@torch.no_grad()
+def _follow(st: Study, guided: Guided, seeds: Sequence[int], ref: torch.Tensor | None = None
+            ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Sample `guided` from `seeds`, keeping every step: (ts (S,), x_t (S, N, C, H, W) before each step,
+    x0_hat (S, N, C, H, W), and with `ref` labels (N,) the guidance direction d = x0_hat(pos) - x0_hat(ref) at
+    each x_t (S, N, C, H, W), from one batched forward of the two branches; else None)."""
+    cfg = st.model.cfg
+    x = randn((len(seeds), cfg.in_channels, cfg.image_size, cfg.image_size), seeded_generators(seeds),
+              guided.pos.device)                                    # x_T, the sampler's own first draw
+    ts, states, x0s, ds = [], [], [], []
+    for step in trajectory(guided, st.schedule, st.sampler, seeds=list(seeds)):
+        ts.append(step.t)
+        states.append(x.cpu())
+        x0s.append(step.x0.cpu())
+        if ref is not None:
+            t = torch.full((len(seeds),), step.t, device=x.device)
+            e_pos, e_ref = batched_forward(st.model, x, t, [guided.pos, ref.to(x.device)])
+            ds.append((st.schedule.eps_to_x0(x, t, e_pos) - st.schedule.eps_to_x0(x, t, e_ref)).cpu())
+        x = step.x
+    return ts, torch.stack(states), torch.stack(x0s), torch.stack(ds) if ds else None
+
+
+def denoising_animation(st: Study, path: str, *, scale: float, per_class: int, seed: int) -> None:
+    """figures/denoising.gif: x_t and x0_hat at every sampling step for s = 1, CFG and negative guidance (row c
+    avoids c + 1), the same seeds in every column."""
+    from . import viz
+
+    labels = class_rows(st.null, per_class, st.device)
+    seeds = list(range(seed, seed + len(labels)))
+    sets = [("s = 1", guide(st.model, labels, scale=1.0)),
+            (f"CFG s = {scale:g}", guide(st.model, labels, scale=scale)),
+            (f"negative s = {scale:g}", guide(st.model, labels, scale=scale,
+                                              negatives=[(next_class(labels, st.null), 1.0)]))]
+    runs = [(name, *_follow(st, g, seeds)[:3]) for name, g in sets]
+    viz.animate_denoising(path, sets=[(name, xs, x0s) for name, _, xs, x0s in runs], ts=runs[0][1], nrow=per_class)
+
+
+def plane_animation(st: Study, path: str, *, pos: int, neg: int, scale: float, seeds: Sequence[int]) -> None:
+    """figures/plane.gif: the x0_hat clouds of class pos moving on the PCA plane, s = 1, CFG and negative
+    guidance, with the push (s - 1) d of each guided cloud drawn from its mean."""
+    from . import viz
+
+    labels = torch.full((len(seeds),), pos, device=st.device)
+    clouds = []
+    for name, ref, kw in ((f"s = 1 (class {st.class_names[pos]})", None, dict(scale=1.0)),
+                          (f"CFG s = {scale:g} (ref = null)", st.null, dict(scale=scale)),
+                          (f"negative s = {scale:g} (ref = class {st.class_names[neg]})", neg,
+                           dict(scale=scale, negatives=[(neg, 1.0)]))):
+        ts, _, x0s, d = _follow(st, guide(st.model, labels, **kw), seeds,
+                                None if ref is None else torch.full_like(labels, ref))
+        pts = np.stack([st.plane.project(x) for x in x0s])                                  # (S, M, 2)
+        push = None
+        if d is not None:                     # the plane is affine: P(a + v) - P(a) is v's linear image
+            mean_x0, mean_push = x0s.mean(1), (scale - 1) * d.mean(1)                    # (S, C, H, W)
+            push = st.plane.project(mean_x0 + mean_push) - st.plane.project(mean_x0)     # (S, 2)
+        clouds.append((name, pts, push))
+    viz.animate_plane(path, **st.backdrop(), pos=pos, neg=neg, clouds=clouds, ts=ts)
+
+
 def make_figures(st: Study, which: Sequence[str], *,
                  out: str,                          # folder, already checked writable
                  pos: int, neg: int,                # the pair of every figure (removal removes neg)
@@ -195,7 +266,7 @@ def make_figures(st: Study, which: Sequence[str], *,
     names, cloud = st.class_names, list(range(seed, seed + cloud_n))
     written = []
     for name in which:
-        path = os.path.join(out, f"{name}.png")
+        path = os.path.join(out, f"{name}.{'gif' if name in ANIMATIONS else 'png'}")
         if name == "means":
             for cloud_name, (acc, rate) in means_figure(st, path, pos=pos, neg=neg, scale=scale, seeds=cloud).items():
                 print(f"  {cloud_name}: judged {names[pos]} {acc:.1%}, judged {names[neg]} {rate:.1%} of {cloud_n}")
@@ -212,6 +283,10 @@ def make_figures(st: Study, which: Sequence[str], *,
         elif name == "grids":
             grids_figure(st, path, classes=grid_classes, negatives=grid_negatives, scale=scale, n=grid_n,
                          seed=seed)
+        elif name == "denoising":
+            denoising_animation(st, path, scale=scale, per_class=min(grid_n, ANIMATED_PER_CLASS), seed=seed)
+        elif name == "plane":
+            plane_animation(st, path, pos=pos, neg=neg, scale=scale, seeds=cloud[:ANIMATED_CLOUD])
         print(f"wrote {path}")
         written.append(path)
     return written

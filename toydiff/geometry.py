@@ -19,6 +19,7 @@ as abar_t -> 1 the softmax becomes an argmin and D* -> the nearest training poin
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,6 +60,17 @@ def fit_plane(x: torch.Tensor) -> Plane:
 
     pca = PCA(n_components=2, svd_solver="full").fit(flat(x).numpy().astype(np.float64))
     return Plane(pca.mean_, pca.components_, pca.explained_variance_ratio_)
+
+
+def default_pair(means2d: np.ndarray) -> tuple[int, int]:
+    """The (pos, neg) pair that shows guidance best on the PCA plane, from the class means projected there
+    ((K + 1, 2), last row the global mean mu): pos is the class whose mean lies farthest from mu (a long CFG arrow
+    mu -> mu_pos), neg the class whose mean lies farthest from mu_pos (a long negative arrow mu_neg -> mu_pos)."""
+    classes, mu = means2d[:-1], means2d[-1]
+    far = np.nan_to_num(np.linalg.norm(classes - mu, axis=1), nan=-1.0)      # a class without images: NaN mean
+    pos = int(far.argmax())
+    neg = int(np.nan_to_num(np.linalg.norm(classes - classes[pos], axis=1), nan=-1.0).argmax())
+    return pos, neg
 
 
 def exact_x0(x_t: torch.Tensor, t: torch.Tensor | int, label: int, *,
@@ -118,7 +130,9 @@ class Alignment:
         """Mean over samples and over the noisiest `fraction` of the timesteps (t >= (1 - fraction) T):
         (2, R, T', B) -> (2, R)."""
         sel = self.t >= (1 - fraction) * (self.t.max() + 1)
-        return np.nanmean(values[:, :, sel], axis=(2, 3))
+        with warnings.catch_warnings():                 # no direction anywhere in a slice: NaN, said by the value
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(values[:, :, sel], axis=(2, 3))
 
 
 @torch.no_grad()

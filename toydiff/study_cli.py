@@ -18,7 +18,7 @@ from .config import Config
 from .errors import UserError
 from .files import write_json, writable_dir
 from .guidance import check_classes, check_interval, guide
-from .judge import judge_for
+from . import judge as judges  # module access: judges.judge_for can be swapped (tests)
 from .metrics import real_reference, evaluate_samples
 from .pipeline import check_count, next_class
 from .runtime import resolve_device
@@ -31,15 +31,17 @@ def run(mode: str, args: argparse.Namespace) -> None:
 
 
 def make_figures(args: argparse.Namespace) -> list[str]:
-    """`--figures NAME`: the pair (pos, neg) from --class / --negative, default figures.DEFAULT_POS / _NEG."""
+    """`--figures NAME`: the pair (pos, neg) from --class / --negative, default `Study.default_pair` (printed)."""
     if args.cls == "none":
         raise UserError("--figures needs a positive class: pass --class K (or leave the default)")
     if len(args.negative) > 1 or any(w != 1 for _, w in args.negative):
         raise UserError("--figures takes one negative class, without a weight (--negative K)")
     run, run_dir, sampler = load_run(args)
     K = run.cfg.model.num_classes
-    pos = figures.DEFAULT_POS if args.cls == "all" else args.cls
-    neg = args.negative[0][0] if args.negative else figures.DEFAULT_NEG
+    study = figures.Study.of(run, run_dir, sampler)
+    (default_pos, default_neg), why = study.default_pair()
+    pos = default_pos if args.cls == "all" else args.cls
+    neg = args.negative[0][0] if args.negative else default_neg
     check_classes([pos], K, what="the positive class")
     guide(run.model, torch.tensor([pos]), scale=args.scale, negatives=[(neg, 1.0)])     # the pair's rules, checked
     if pos == neg:
@@ -52,7 +54,8 @@ def make_figures(args: argparse.Namespace) -> list[str]:
     else:
         grid_negatives = [neg] * len(classes)
     out = writable_dir(args.out or "figures", what="output folder (--out)")
-    study = figures.Study.of(run, run_dir, sampler)
+    if args.cls == "all" or not args.negative:
+        print(f"figures: pos = class {study.class_names[pos]}, neg = class {study.class_names[neg]} ({why})")
     return figures.make_figures(study, figures.FIGURES if args.figures == "all" else [args.figures], out=out,
                                 pos=pos, neg=neg, scale=args.scale, seed=args.seed, cloud_n=args.cloud_n,
                                 grid_classes=classes, grid_negatives=grid_negatives, grid_n=args.n)
@@ -76,7 +79,7 @@ def make_sweep(args: argparse.Namespace) -> dict:
                       scales=args.sweep_scales or sweep.SCALES, n_per_class=args.sweep_n, seed=args.seed,
                       interval=args.interval)
     out = writable_dir(args.out or "figures", what="output folder (--out)")
-    judge = judge_for(run_dir, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir, device=device)
+    judge = judges.judge_for(run_dir, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir, device=device)
     real = real_reference(judge, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir)
     lo, hi = plan.interval
     print(f"sweep: {run.path} (step {run.step}); {args.sweep_n} per class x {run.cfg.model.num_classes} classes, "
@@ -104,7 +107,7 @@ def evaluate_file(npz_path: str, cfg: Config, run_dir: str, *, device: torch.dev
     write metrics.json beside the samples."""
     m = cfg.model
     found = samples.read(npz_path, shape=(m.in_channels, m.image_size, m.image_size), num_classes=m.num_classes)
-    judge = judge_for(run_dir, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir, device=device)
+    judge = judges.judge_for(run_dir, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir, device=device)
     real = real_reference(judge, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir)
     result = {**evaluate_samples(found, judge, real), "samples": os.path.abspath(npz_path)}
     path = os.path.join(os.path.dirname(os.path.abspath(npz_path)), "metrics.json")

@@ -33,7 +33,7 @@ from .unet import UNet
 CONFIG_FLAGS = {
     "width": ("model", "width"), "channel_mult": ("model", "channel_mult"),
     "num_res_blocks": ("model", "num_res_blocks"), "attention": ("model", "attention"),
-    "dropout": ("model", "dropout"), "timesteps": ("diffusion", "timesteps"),
+    "dropout": ("model", "dropout"), "patch": ("model", "patch"), "timesteps": ("diffusion", "timesteps"),
     "schedule": ("diffusion", "schedule"), "steps": ("train", "steps"), "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"), "warmup": ("train", "warmup"), "p_uncond": ("train", "p_uncond"),
     "ema_decay": ("train", "ema_decay"), "grad_clip": ("train", "grad_clip"), "amp": ("train", "amp"),
@@ -62,6 +62,7 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--num-res-blocks", type=int)
     m.add_argument("--no-attention", dest="attention", action="store_const", const=False, default=None)
     m.add_argument("--dropout", type=float)
+    m.add_argument("--patch", type=int, help="pixel-unshuffle stem: run the UNet on (C p^2, H/p, W/p); 1 = off")
     d = p.add_argument_group("diffusion")
     d.add_argument("--timesteps", type=int, help="T (default 1000)")
     d.add_argument("--schedule", choices=("cosine", "linear"))

@@ -2,7 +2,9 @@
 
 Architecture after Ho et al. 2020 / Dhariwal & Nichol 2021 ("ADM"), shrunk: residual blocks with GroupNorm and
 an adaptive scale-shift from the embedding emb = MLP(sinusoid(t)) + E[y], skip connections between the down and
-up paths, self-attention at the lowest resolution. E has `num_classes + 1` rows; row `num_classes` is the
+up paths, self-attention at the lowest resolution. With `patch` p > 1 the stem is a pixel unshuffle (Hoogeboom et
+al. 2023, "simple diffusion": shift the work to lower resolution): the net sees (C p^2, H/p, W/p), and a pixel shuffle
+turns its output back into (C, H, W). E has `num_classes + 1` rows; row `num_classes` is the
 null label that label dropout trains, so one network gives both eps(x_t, t, c) and eps(x_t, t, null).
 """
 
@@ -102,7 +104,8 @@ class UNet(nn.Module):
         emb_dim = 4 * w
         self.time_mlp = nn.Sequential(nn.Linear(w, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, emb_dim)          # last row: null label
-        self.conv_in = nn.Conv2d(cfg.in_channels, w, 3, padding=1)
+        c_io = cfg.in_channels * cfg.patch ** 2                             # channels after the unshuffle
+        self.conv_in = nn.Conv2d(c_io, w, 3, padding=1)
 
         levels = len(cfg.channel_mult)
         chans, skips = w, [w]
@@ -132,14 +135,14 @@ class UNet(nn.Module):
             if i > 0:
                 self.up.append(Upsample(chans))
         self.norm_out = nn.GroupNorm(g, chans)
-        self.conv_out = zero_init(nn.Conv2d(chans, cfg.in_channels, 3, padding=1))
+        self.conv_out = zero_init(nn.Conv2d(chans, c_io, 3, padding=1))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.cfg.width)) + self.class_emb(y)   # (B, 4w)
-        h = self.conv_in(x)
+        h = self.conv_in(F.pixel_unshuffle(x, self.cfg.patch))                  # (B, w, H/p, W/p)
         hs = [h]
         for layer in self.down:
             h = layer(h, emb)
@@ -153,4 +156,4 @@ class UNet(nn.Module):
             if isinstance(layer, ResBlock):
                 h = torch.cat([h, hs.pop()], dim=1)
             h = layer(h, emb)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.cfg.patch)   # (B, C, H, W)

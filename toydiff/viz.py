@@ -266,3 +266,94 @@ def plot_sweep(path: str, result: dict) -> None:
                  f"{st['interval'][1]}]", fontsize=11)
     fig.tight_layout()
     _save(fig, path)
+
+
+# ---------------------------------------------------------------- animations (GIF, through Pillow, matplotlib's own)
+
+def _save_gif(fig, draw, n_frames: int, path: str, *, max_frames: int = 26, ms_per_frame: int = 160,
+              hold: int = 10) -> None:
+    """Render `draw(i)` on `fig` for at most `max_frames` evenly spaced i in 0..n_frames-1 (the first and the last
+    among them), hold the last frame, and write one looping GIF atomically."""
+    from PIL import Image
+
+    frames = []
+    stride = -(-n_frames // max_frames)
+    try:
+        for i in sorted({*range(0, n_frames, stride), n_frames - 1}):
+            draw(i)
+            fig.canvas.draw()
+            rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+            frames.append(Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=128))
+    finally:
+        plt.close(fig)
+    frames += [frames[-1]] * hold
+    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
+                                                duration=ms_per_frame, loop=0))
+
+
+def animate_denoising(path: str, *,
+                      sets: Sequence[tuple[str, torch.Tensor, torch.Tensor]],  # (title, x_t (S, N, C, H, W),
+                                                                              #  x0_hat (S, N, C, H, W))
+                      ts: Sequence[int],                     # (S,) the timestep of each frame
+                      nrow: int) -> None:
+    """Per set two panels side by side, x_t and x0_hat; one frame per sampling step (same seeds in every set)."""
+    from torchvision.utils import make_grid
+
+    def grid(x: torch.Tensor) -> np.ndarray:
+        g = make_grid(((x.float() + 1) / 2).clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
+        return g.permute(1, 2, 0).numpy()
+
+    first = grid(sets[0][1][0])
+    panel = 1.5                                                            # inches per panel's width
+    fig, axes = plt.subplots(1, 2 * len(sets), squeeze=False, dpi=72,
+                             figsize=(2 * len(sets) * panel, panel * first.shape[0] / first.shape[1] + 0.9))
+    shown = []
+    for j, (title, _, _) in enumerate(sets):
+        for i, label in enumerate(("$x_t$", "$\\hat x_0$")):
+            ax = axes[0, 2 * j + i]
+            shown.append(ax.imshow(first, cmap="gray", vmin=0, vmax=1, interpolation="nearest"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{title}\n{label}", fontsize=8)
+    head = fig.suptitle("", fontsize=11)
+    fig.tight_layout()
+
+    def draw(k: int) -> None:
+        for j, (_, xs, x0s) in enumerate(sets):
+            shown[2 * j].set_data(grid(xs[k]))
+            shown[2 * j + 1].set_data(grid(x0s[k]))
+        head.set_text(f"sampling step {k + 1} / {len(ts)}, t = {ts[k]}")
+    _save_gif(fig, draw, len(ts), path)
+
+
+def animate_plane(path: str, *,
+                  data2d: np.ndarray, labels: np.ndarray, means2d: np.ndarray, explained: np.ndarray,
+                  class_names: Sequence[str], pos: int, neg: int,
+                  clouds: Sequence[tuple[str, np.ndarray, np.ndarray | None]],   # (name, x0_hat on the plane
+                  #   (S, M, 2), the push (s - 1) d on the plane, mean over the cloud (S, 2) or None)
+                  ts: Sequence[int]) -> None:
+    """The sample clouds' x0_hat moving on the PCA plane step by step; an arrow from each guided cloud's mean shows
+    the current push (s - 1)(x0_hat(pos) - x0_hat(ref)) that guidance adds to the unguided prediction."""
+    fig, ax = plt.subplots(figsize=(8, 7), dpi=72)
+    everything = np.concatenate([data2d] + [c[1].reshape(-1, 2) for c in clouds])
+    lo, hi = np.percentile(everything, [0.5, 99.5], axis=0)
+    pad = 0.08 * (hi - lo)
+    colors = (NONE_C, CFG_C, NEG_C)
+
+    def draw(k: int) -> None:
+        ax.clear()
+        _plane(ax, data2d, labels, means2d, class_names, explained, highlight=(pos, neg))
+        for (name, pts, push), color in zip(clouds, colors):
+            ax.scatter(pts[k, :, 0], pts[k, :, 1], s=12, color=color, alpha=0.5, lw=0, zorder=3, label=name)
+            if push is not None:
+                start = pts[k].mean(0)
+                ax.annotate("", xy=start + push[k], xytext=start, zorder=9,
+                            arrowprops=dict(arrowstyle="-|>", color=color, lw=2.4, mutation_scale=16))
+        ax.set_aspect("equal", adjustable="box")                            # fixed limits: the box adapts
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+        ax.set_title(f"$\\hat x_0$ of class {class_names[pos]} at sampling step {k + 1} / {len(ts)} (t = {ts[k]});"
+                     f"\narrows: the push guidance adds, $(s - 1)(\\hat x_0(pos) - \\hat x_0(ref))$, mean over "
+                     "the cloud", fontsize=10)
+    _save_gif(fig, draw, len(ts), path)
