@@ -138,3 +138,10 @@ def test_pairwise_distances_and_subset():
     b, _ = geometry.subset(data, labels, 10, seed=1)
     assert len(a) == 10 and torch.equal(a, b) and torch.equal(la, labels[a[:, 0].long()])
     assert geometry.subset(data, labels, None)[0] is data
+
+
+def test_the_default_pair_takes_the_mean_farthest_from_mu_then_the_one_farthest_from_it():
+    means2d = np.array([[1.0, 0.0], [0.0, 5.0], [-3.0, 0.0], [0.5, 0.5], [0.0, 0.0]])     # 4 classes, then mu
+    assert geometry.default_pair(means2d) == (1, 2)
+    means2d[1] = np.nan                                                                  # a class without images
+    assert geometry.default_pair(means2d) == (2, 0)

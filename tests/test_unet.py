@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from toydiff.config import preset
+from toydiff.config import ModelConfig, preset
 from toydiff.errors import UserError
 from toydiff.unet import UNet
 
@@ -39,3 +39,19 @@ def test_preset_parameter_counts_are_reported():
 def test_shapes_the_unet_cannot_handle_are_user_errors(change, match):
     with pytest.raises(UserError, match=match):
         UNet(dataclasses.replace(preset("digits").model, **change))
+
+
+@pytest.mark.parametrize("size, patch, mult", [(28, 2, (1, 2)), (32, 4, (1, 2)), (8, 2, (1,))])
+def test_a_pixel_unshuffle_stem_keeps_the_image_shape(size, patch, mult):
+    """patch p: the net runs on (C p^2, H/p, W/p) and returns (C, H, W); p = 2 has fewer positions per conv."""
+    cfg = ModelConfig(in_channels=3, image_size=size, num_classes=10, width=16, channel_mult=mult,
+                      num_res_blocks=1, groups=4, patch=patch)
+    model = UNet(cfg)
+    x = torch.randn(2, 3, size, size)
+    assert model(x, torch.tensor([0, 5]), torch.tensor([1, 10])).shape == x.shape
+    assert model.conv_in.in_channels == 3 * patch ** 2
+
+
+def test_a_patch_the_image_cannot_split_into_is_refused():
+    with pytest.raises(UserError, match="not divisible by 8"):
+        UNet(ModelConfig(image_size=28, channel_mult=(1, 2), patch=4))

@@ -3,7 +3,8 @@
     python sample.py --figures all                       # runs/digits -> figures/*.png
     python sample.py --figures alignment --class 3 --negative 9
 
-Every figure uses the same positive / negative pair (default: `Study.default_pair`, printed) and guidance scale s (eps = eps_ref + s (eps_pos - eps_ref); Ho & Salimans' w = s - 1).
+Every figure uses the same positive / negative pair (default: `Study.default_pair`, printed) and guidance scale s
+(eps = eps_ref + s (eps_pos - eps_ref); Ho & Salimans' w = s - 1).
 Sample i of every cloud uses seed + i, so the clouds for s = 1, CFG and negative guidance share their noise.
 """
 
