@@ -72,6 +72,31 @@ def test_class_frequencies_sum_to_one():
     assert f.shape == (10,) and f.sum() == pytest.approx(1) and f[0] == 0.5 and f[3] == 0.25
 
 
+# ---------------------------------------------------------------- fidelity: the histogram a set asks for
+
+def test_the_target_of_labelled_samples_is_their_labels_and_of_removal_the_prior_without_k():
+    prior = np.array([0.5, 0.3, 0.2])
+    np.testing.assert_allclose(metrics.target_histogram(np.array([0, 0, 2, 2]), -np.ones((4, 1), int), prior),
+                               [0.5, 0, 0.5])
+    removal = metrics.target_histogram(-np.ones(4, int), np.full((4, 1), 0), prior)       # anything but 0
+    np.testing.assert_allclose(removal, [0, 0.6, 0.4])
+    two = metrics.target_histogram(-np.ones(2, int), np.array([[0, 1], [0, 1]]), prior)   # anything but 0 and 1
+    np.testing.assert_allclose(two, [0, 0, 1])
+    np.testing.assert_allclose(metrics.target_histogram(-np.ones(3, int), -np.ones((3, 1), int), prior), prior)
+
+
+def test_tv_and_kl_are_zero_on_the_target_and_grow_with_the_distortion():
+    target = np.array([0.0, 0.6, 0.4])
+    exact = np.repeat([1, 2], [600, 400])
+    tv, kl = metrics.fidelity(exact, target)
+    assert tv == pytest.approx(0, abs=1e-12) and kl == pytest.approx(0, abs=1e-3)
+    piled = np.repeat([1, 2], [950, 50])                         # mass piled on one allowed class
+    tv2, kl2 = metrics.fidelity(piled, target)
+    assert tv2 == pytest.approx(0.35) and kl2 > 0.2
+    never = np.full(1000, 1)                                    # class 2 never drawn: KL stays finite
+    assert np.isfinite(metrics.fidelity(never, target)[1])
+
+
 # ---------------------------------------------------------------- with the judge
 
 @pytest.fixture(scope="module")
@@ -88,6 +113,7 @@ def test_a_perfect_sample_set_scores_like_real_data(digits_judge, real):
     assert max(r["fid_class"].values()) == pytest.approx(0, abs=1e-6)
     assert r["diversity"] == pytest.approx(1.0)
     assert r["neg_rate"] < 0.05
+    assert 0 <= r["tv"] <= 1 - r["accuracy"] + 1e-9            # only the judge's errors move mass off the target
 
 
 def test_shuffled_labels_score_near_chance_and_a_set_of_one_class_is_far(digits_judge, real):
@@ -152,6 +178,17 @@ def test_sample_eval_writes_metrics_json(eval_run, capsys):
     sample_main(["--run", eval_run, "--eval", os.path.join(out, "samples.npz")])
     again = json.load(open(os.path.join(out, "metrics.json")))
     assert again["sets"]["cfg"]["fid"] == pytest.approx(m["sets"]["cfg"]["fid"])
+
+
+def test_removal_is_scored_against_the_prior_without_k_and_the_unguided_set_against_the_prior(eval_run, capsys):
+    out = os.path.join(eval_run, "removal")
+    sample_main(["--run", eval_run, "--class", "none", "--negative", "7", "--n", "5", "--sample-steps", "2",
+                 "--out", out, "--eval"])
+    assert "TV" in capsys.readouterr().out
+    m = json.load(open(os.path.join(out, "metrics.json")))["sets"]
+    assert m["removal"]["target"][7] == 0 and m["none"]["target"][7] > 0.05     # its own ask, not the borrowed one
+    assert m["none"]["negatives_from"] == "removal" and 0 <= m["removal"]["tv"] <= 1 and m["removal"]["kl"] >= 0
+    assert sum(m["removal"]["target"]) == pytest.approx(1, abs=1e-3)
 
 
 def test_eval_of_a_malformed_npz_exits_2_with_one_line(eval_run, tmp_path, capsys):

@@ -4,6 +4,10 @@ For one set of samples (images, requested labels, negatives):
     accuracy        share classified as the requested class (over samples with a label >= 0)
     neg_rate        share classified as any of that sample's negative classes (over samples with one)
     frequencies     share of samples per predicted class (unconditional and removal sets)
+    target          the class histogram the set asks for: per sample, all mass on its class, or for a sample without
+                    a class (-1) the training prior with its removed classes zeroed and renormalised; averaged
+    tv, kl          total variation 1/2 sum |frequencies - target| and KL(target || frequencies), the frequencies
+                    smoothed by half a count per class (so a class never drawn costs a finite amount)
     fid             classifier-FID: Frechet distance between Gaussians fitted to the judge's penultimate
                     features of the samples and of the REAL test split (Heusel et al. 2017, eq. 6, with the
                     judge in place of Inception):  ||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2))
@@ -108,6 +112,7 @@ class RealReference:
     num_classes: int
     train_feats: np.ndarray      # (M', D) real training images, for the `real` reference row
     train_labels: np.ndarray
+    prior: np.ndarray            # (K,) class frequencies of the whole training split
 
     def of_class(self, c: int) -> np.ndarray:
         return self.feats[self.labels == c]
@@ -126,27 +131,56 @@ def real_reference(judge: Judge, *, dataset: str, data_dir: str | None = None, m
     x, y = test.tensors
     tx, ty = train.tensors
     pick = torch.randperm(len(tx), generator=torch.Generator().manual_seed(seed))[:max_train]
+    prior = np.bincount(ty.numpy(), minlength=info.num_classes) / len(ty)
     return RealReference(features(judge, x).numpy(), y.numpy(), info.num_classes,
-                         features(judge, tx[pick]).numpy(), ty[pick].numpy())
+                         features(judge, tx[pick]).numpy(), ty[pick].numpy(), prior)
 
 
 # ---------------------------------------------------------------- one set, one file
 
+def target_histogram(labels: np.ndarray, removed: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """(K,) the class histogram a set asks for (see the module docstring). labels (N,), -1 for none; removed (N, J)
+    the classes each unlabelled sample asked to avoid, -1 for none; prior (K,)."""
+    labels, removed = np.asarray(labels), np.asarray(removed).reshape(len(labels), -1)
+    K = len(prior)
+    rows = np.tile(prior, (len(labels), 1))                                    # (N, K)
+    for j in range(removed.shape[1]):
+        hit = removed[:, j] >= 0
+        rows[hit, removed[hit, j]] = 0
+    rows = rows / np.maximum(rows.sum(1, keepdims=True), 1e-12)
+    has = labels >= 0
+    rows[has] = np.eye(K)[labels[has]]
+    return rows.mean(0)
+
+
+def fidelity(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """(TV, KL(target || generated)) of the judged classes against `target` (K,); generated smoothed by 1/2 count."""
+    K, n = len(target), len(pred)
+    counts = np.bincount(np.asarray(pred), minlength=K)[:K]
+    gen = (counts + 0.5) / (n + 0.5 * K)
+    tv = 0.5 * float(np.abs(counts / max(n, 1) - target).sum())
+    kl = float(np.sum(np.where(target > 0, target * np.log(np.maximum(target, 1e-300) / gen), 0.0)))
+    return tv, kl
+
+
 def evaluate(judge: Judge, images: torch.Tensor, labels: np.ndarray, negatives: np.ndarray | None,
-             real: RealReference) -> dict:
+             real: RealReference, *, removed: np.ndarray | None = None) -> dict:
     """All metrics of one sample set. images in [-1, 1] (N, C, H, W); labels (N,) with -1 for none;
-    negatives (N, J) with -1 for none (or None)."""
+    negatives (N, J) with -1 for none (or None): the classes the negative-class rate counts; removed (N, J): the
+    classes the set asked to avoid, for its target histogram (default: `negatives`)."""
     labels = np.asarray(labels)
     negatives = -np.ones((len(labels), 1), np.int64) if negatives is None else np.asarray(negatives)
     pred = predict(judge, images).numpy()
     feats = features(judge, images).numpy()
-    return evaluate_features(pred, feats, labels, negatives, real)
+    return evaluate_features(pred, feats, labels, negatives, real, removed=removed)
 
 
 def evaluate_features(pred: np.ndarray, feats: np.ndarray, labels: np.ndarray, negatives: np.ndarray,
-                      real: RealReference) -> dict:
+                      real: RealReference, *, removed: np.ndarray | None = None) -> dict:
     """`evaluate` from the judge's predictions (N,) and features (N, D) (reused by the `real` row and tests)."""
     K = real.num_classes
+    target = target_histogram(labels, negatives if removed is None else removed, real.prior)
+    tv, kl = fidelity(pred, target)
     classes = sorted(int(c) for c in np.unique(labels) if c >= 0)
     fid_class, div_class = {}, {}
     for c in classes:
@@ -164,6 +198,9 @@ def evaluate_features(pred: np.ndarray, feats: np.ndarray, labels: np.ndarray, n
         "fid_class_mean": float(np.mean(list(fid_class.values()))) if fid_class else math.nan,
         "diversity": float(np.mean(div)) if div else math.nan,
         "frequencies": class_frequencies(pred, K).round(4).tolist(),
+        "target": target.round(4).tolist(),
+        "tv": tv,
+        "kl": kl,
         "fid_class": {str(c): v for c, v in fid_class.items()},
         "diversity_class": {str(c): v for c, v in div_class.items()},
     }
@@ -193,7 +230,7 @@ def evaluate_samples(samples: Samples, judge: Judge, real: RealReference) -> dic
     for name in samples.names:
         baseline = samples.neg_rate_from(name)
         row = evaluate(judge, samples.images(name), samples.of(name, "labels"), samples.of(baseline, "negatives"),
-                       real)
+                       real, removed=samples.of(name, "negatives"))
         row["negatives_from"] = baseline
         result["sets"][name] = row
     if samples.names:
