@@ -60,8 +60,6 @@ def run_checkpoints(run_dir: str) -> list[str]:
 
 def run_files(run_dir: str) -> list[str]:
     """Every file that makes `run_dir` a toydiff run: checkpoints and the training log."""
-    if not os.path.isdir(run_dir):
-        return []
     log = os.path.join(run_dir, LOG_FILE)
     return run_checkpoints(run_dir) + ([log] if os.path.isfile(log) else [])
 
@@ -79,7 +77,7 @@ def check_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> str | None:
     if resume:
         if os.path.isfile(latest):
             return latest
-        kept = kept_checkpoints(run_dir) if os.path.isdir(run_dir) else []
+        kept = kept_checkpoints(run_dir)
         if kept:
             note(f"{latest} does not exist; resuming from the newest kept checkpoint {kept[-1][1]}")
             return kept[-1][1]
@@ -101,9 +99,10 @@ def save(payload: dict, path: str) -> None:
 
 
 def remove_partial_writes(folder: str) -> list[str]:
-    """Delete the temp files `save` leaves behind when its process is killed mid-write (kill -9, power loss);
-    return their paths. Call it only where no other process is saving into `folder`."""
-    stale = glob.glob(os.path.join(glob.escape(folder), f"*.pt.*{TEMP_SUFFIX}"))
+    """Delete the temp files that `save` and the log's rewrite leave behind when their process is killed mid-write
+    (kill -9, power loss); return their paths. Call it only where no other process writes into `folder`."""
+    stale = [p for name in ("*.pt", LOG_FILE)
+             for p in glob.glob(os.path.join(glob.escape(folder), f"{name}.*{TEMP_SUFFIX}"))]
     for path in stale:
         os.remove(path)
     return stale

@@ -50,8 +50,7 @@ MODES = {                                   # mode -> the flags it uses; every o
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="sample.py", description="Sample a toydiff run with CFG and negative guidance.",
-                       argument_default=None)
+    p = ArgumentParser(prog="sample.py", description="Sample a toydiff run with CFG and negative guidance.")
     p.add_argument("--run", type=cli.path, help="run folder holding ckpt.pt (default runs/digits)")
     p.add_argument("--ckpt", type=cli.path, help="checkpoint file (overrides --run)")
     p.add_argument("--class", dest="cls", type=cli.class_choice,
@@ -79,7 +78,8 @@ def build_parser() -> ArgumentParser:
     modes = p.add_argument_group("modes (at most one; default: sample)").add_mutually_exclusive_group()
     modes.add_argument("--figures", choices=("all", *FIGURES),
                        help="write these tutorial figures (default --out figures/) instead of sample grids; "
-                            "--class and --negative pick the pos/neg pair (default 0 and 6), --n the grid row length")
+                            "--class and --negative pick the pos/neg pair (default: digits 0 and 6, else computed from the "
+                            "data and printed), --n the grid row length")
     modes.add_argument("--sweep", action="store_true", default=None,
                        help="metrics against s for cfg, negative, autoguidance and interval guidance -> "
                             "figures/sweep.png + sweep.json (--out overrides)")
@@ -150,8 +150,9 @@ def load_run(args: argparse.Namespace) -> tuple[checkpoint.Run, str, Sampler]:
 def sample(args: argparse.Namespace) -> None:
     """parse -> load, build every guided denoiser and the sampler (all checks) -> only then write."""
     run, run_dir, sampler = load_run(args)
-    ref = checkpoint.load_reference(args.ref_ckpt, run.cfg, device=next(run.model.parameters()).device,
-                                    weights=args.weights) if args.ref_ckpt else None
+    device = next(run.model.parameters()).device
+    ref = checkpoint.load_reference(args.ref_ckpt, run.cfg, device=device, weights=args.weights) \
+        if args.ref_ckpt else None
     sets = plan_sets(args, run.model, ref.model if ref else None, run.cfg.diffusion.timesteps)
     seeds = seed_range(args.seed, len(sets[0].guided.pos))
     out = writable_dir(args.out or os.path.join(run_dir, "samples"), what="output folder (--out)")
@@ -173,7 +174,7 @@ def sample(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
     if args.eval:
         from .study_cli import evaluate_file
-        evaluate_file(path, run.cfg, run_dir, device=next(run.model.parameters()).device)
+        evaluate_file(path, run.cfg, run_dir, device=device)
 
 
 def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch.nn.Module | None,
@@ -184,7 +185,7 @@ def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch
     K = model.cfg.num_classes
     check_interval(args.interval, T)
     common = dict(interval=args.interval, rescale=args.rescale)
-    negatives = [(k, w) for k, w in args.negative]
+    negatives = list(args.negative)
     if args.cls == "none":
         if ref_model is not None:
             raise UserError("--ref-ckpt (autoguidance) guides a positive class; --class none has none")
