@@ -18,6 +18,11 @@ Cases:
                      --run's kept checkpoints), then score each kept checkpoint: judge accuracy at s = 1 and CFG
                      s = 3, classifier-FID at s = 1 (DDIM-50); the first step >= 97% at s = 3 and the training
                      seconds stored in that checkpoint (evaluation not counted)
+    removal          "anything but k" for every class k (--n per class, so N = n K samples per k; DDIM-50, --eta):
+                     static s = 3, posterior-aware (--lam, ceiling --ceiling, --tracker) and the exact baseline
+                     (labels in quotas of the training prior without k, s = 1): forbidden rate, TV to the model's own
+                     p(x | not k) (the unguided unconditional histogram on the same seeds, k dropped) and to the
+                     training prior without k; plus ms per guided step: static, two-branch and all-class trackers
     memory           peak RSS (resource.getrusage) after training steps and after sampling; CUDA max allocated
 
 These are measurements, not tests: nothing here asserts a time. Run the heavy cases once, on a quiet machine.
@@ -46,7 +51,7 @@ from toydiff.files import write_json
 from toydiff.guidance import guide
 from toydiff.judge import judge_for, predict
 from toydiff.metrics import evaluate, real_reference, real_row
-from toydiff.pipeline import class_rows, generate, next_class
+from toydiff.pipeline import class_rows, generate, next_class, quota_labels
 from toydiff.runtime import resolve_device
 from toydiff.sampling import Sampler
 from toydiff.schedule import NoiseSchedule
@@ -55,7 +60,7 @@ from toydiff.unet import UNet
 
 from .reference_unet import matched_reference, n_params
 
-CASES = ("train", "guided-step", "samplers", "time-to-quality", "memory")
+CASES = ("train", "guided-step", "samplers", "time-to-quality", "removal", "memory")
 DEFAULT_CASES = ("train", "guided-step", "samplers", "memory")
 
 
@@ -226,6 +231,57 @@ def case_time_to_quality(ctx: "Context") -> dict:
                 train_seconds_to_target=first["train_seconds"] if first else None)
 
 
+def case_removal(ctx: "Context") -> dict:
+    model, step = ctx.model(trained=True)
+    judge, K = ctx.judge(), ctx.cfg.model.num_classes
+    N, ceiling, tracker, lam = ctx.args.n * K, ctx.args.ceiling, ctx.args.tracker, ctx.args.lam
+    schedule, sampler = NoiseSchedule.from_config(ctx.cfg.diffusion), Sampler("ddim", 50, eta=ctx.args.eta)
+    prior = torch.bincount(ctx.train_data.tensors[1], minlength=K).double()
+    prior /= prior.sum()
+    nulls, seeds = torch.full((N,), K, device=ctx.device), list(range(N))
+
+    def histogram(images: torch.Tensor) -> torch.Tensor:
+        return torch.bincount(predict(judge, images), minlength=K).double() / len(images)
+
+    def without(p: torch.Tensor, k: int) -> torch.Tensor:
+        p = p.clone()
+        p[k] = 0
+        return p / p.sum()
+
+    def tv(p: torch.Tensor, q: torch.Tensor) -> float:
+        return round(0.5 * float((p - q).abs().sum()), 4)
+
+    unguided = histogram(generate(guide(model, nulls, scale=1.0), schedule, sampler, seeds=seeds))
+    rows = []
+    for k in range(K):
+        sets = {"static s=3": guide(model, nulls, scale=3.0, negatives=[(k, 1.0)]),
+                f"posterior (lambda {lam:g}, ceiling {ceiling:g}, {tracker})":
+                    guide(model, nulls, scale=ceiling, negatives=[(k, 1.0)], dynamic=lam, tracker=tracker),
+                "exact baseline": guide(model, quota_labels(prior, N, removed=[k]).to(ctx.device), scale=1.0)}
+        for name, g in sets.items():
+            h = histogram(generate(g, schedule, sampler, seeds=seeds))
+            rows.append(dict(k=k, set=name, forbidden=round(float(h[k]), 4), tv_model=tv(h, without(unguided, k)),
+                             tv_prior=tv(h, without(prior, k))))
+            print(f"    k = {k}  {name:<42} forbidden {h[k]:6.1%}  TV to the model's p(x | not k) "
+                  f"{rows[-1]['tv_model']:.3f}  TV to the prior {rows[-1]['tv_prior']:.3f}", flush=True)
+
+    x = torch.randn(N, *ctx.train_data.tensors[0].shape[1:], generator=torch.Generator().manual_seed(0)).to(ctx.device)
+    t = torch.full((N,), schedule.T // 2, device=ctx.device)
+    cost = {}
+    with torch.no_grad():
+        for name, tr in (("static", None), ("two", "two"), ("all", "all")):
+            g = guide(model, nulls, scale=ceiling, negatives=[(0, 1.0)], dynamic=None if tr is None else 1.0,
+                      tracker=tr or "two")
+            chain = g.chain(schedule.alpha_bar)
+            chain(x, t)                                  # primes the tracker: later calls include its update
+            cost[name] = 1e3 * timed(lambda: chain(x, t), ctx.device, repeats=ctx.args.repeats)
+    means = {name: round(sum(r[m] for r in rows if r["set"] == name) / K, 4)
+             for name in dict.fromkeys(r["set"] for r in rows) for m in ("forbidden",)}
+    return dict(checkpoint_step=step, n_per_k=N, sampler=sampler.label, unguided=unguided.round(decimals=4).tolist(),
+                rows=rows, mean_forbidden=means, guided_step_ms=cost, ratio_two_vs_static=cost["two"] / cost["static"],
+                ratio_all_vs_static=cost["all"] / cost["static"])
+
+
 def case_memory(ctx: "Context") -> dict:
     def rss_mb() -> float:
         kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss          # KiB on Linux, bytes on macOS
@@ -255,7 +311,7 @@ def case_memory(ctx: "Context") -> dict:
 
 
 RUNNERS = {"train": case_train, "guided-step": case_guided_step, "samplers": case_samplers,
-           "time-to-quality": case_time_to_quality, "memory": case_memory}
+           "time-to-quality": case_time_to_quality, "removal": case_removal, "memory": case_memory}
 
 
 # ---------------------------------------------------------------- shared state and the front end
@@ -317,6 +373,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--target", type=float, default=0.97, help="time-to-quality: judge accuracy to reach")
     p.add_argument("--existing", action="store_true",
                    help="time-to-quality: score the kept checkpoints of --run instead of training a fresh run")
+    p.add_argument("--ceiling", type=float, default=20.0, help="removal: the posterior-aware scale's ceiling s")
+    p.add_argument("--tracker", choices=("two", "all"), default="two", help="removal: the posterior tracker")
+    p.add_argument("--lam", type=float, default=1.0, help="removal: posterior-aware lambda (1 = exact)")
+    p.add_argument("--eta", type=float, default=0.0, help="removal: DDIM eta")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p
 

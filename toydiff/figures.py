@@ -10,6 +10,7 @@ Sample i of every cloud uses seed + i, so the clouds for s = 1, CFG and negative
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from .pipeline import class_rows, generate, next_class, trajectory
 from .sampling import Sampler, randn, seeded_generators
 from .schedule import NoiseSchedule
 
-FIGURES = ("means", "trajectories", "alignment", "removal", "grids", "denoising", "plane")
+FIGURES = ("means", "trajectories", "alignment", "removal", "posterior", "grids", "denoising", "plane")
 ANIMATIONS = ("denoising", "plane")     # written as .gif, the rest as .png
 FIXED_PAIRS = {"digits": (0, 6)}        # chosen by eye (a 0 and a 6 share a loop, yet their means lie apart on the
                                         # plane) before the rule of `geometry.default_pair`; kept so figures/ rebuilds
@@ -33,6 +34,8 @@ ANIMATED_CLOUD = 100                    # samples per cloud in plane.gif
 ANIMATED_PER_CLASS = 3                  # samples per class row in denoising.gif
 BACKDROP_POINTS = 5000                  # training points drawn behind the plane figures (a fixed random subset)
 REMOVAL_SCALES = (2.0, 3.0, 5.0)
+DYNAMIC_LAMBDA, DYNAMIC_CEILING = 1.0, 20.0   # posterior-aware removal in the figures: exact lambda, ceiling of s_t
+POSTERIOR_CHAINS = 100                  # chains per method in posterior.png
 EXACT_MAX_POINTS = 5000                  # D* sums over at most this many training points (a fixed subset)
 
 
@@ -160,18 +163,59 @@ def alignment_figure(st: Study, path: str, *, pos: int, neg: int, scale: float, 
     return al
 
 
+def removal_guides(st: Study, k: int, n: int, scales: Sequence[float] = REMOVAL_SCALES) -> dict[str, Guided]:
+    """'Anything but k' for n samples: unconditional s = 1, static at each scale, posterior-aware, and the exact
+    baseline (labels in quotas of the training prior without k, sampled at s = 1)."""
+    from .pipeline import quota_labels
+
+    nulls = torch.full((n,), st.null, device=st.device)
+    prior = torch.bincount(st.train_y, minlength=st.null).double()
+    sets = {"unconditional, s = 1": guide(st.model, nulls, scale=1.0)}
+    sets.update({f"static, s = {s:g}": guide(st.model, nulls, scale=s, negatives=[(k, 1.0)]) for s in scales})
+    sets[f"posterior-aware, lambda = {DYNAMIC_LAMBDA:g}"] = guide(
+        st.model, nulls, scale=DYNAMIC_CEILING, negatives=[(k, 1.0)], dynamic=DYNAMIC_LAMBDA)
+    sets["exact: y ~ prior without k, s = 1"] = guide(
+        st.model, quota_labels(prior, n, removed=[k]).to(st.device), scale=1.0)
+    return sets
+
+
 def removal_figure(st: Study, path: str, *, k: int, seeds: Sequence[int],
                    scales: Sequence[float] = REMOVAL_SCALES) -> dict:
-    """figures/removal.png; returns {set name: (K,) class frequencies}."""
+    """figures/removal.png; returns {set name: ((K,) class frequencies, TV to the model's own p(x | not k))}."""
     from . import viz
 
     K = len(st.class_names)
-    freqs = [("unconditional, s = 1", st.sample(st.null, seeds))]
-    freqs += [(f"anything but {st.class_names[k]}, s = {s:g}", st.sample(st.null, seeds, scale=s, negative=k))
-              for s in scales]
-    freqs = [(name, np.bincount(st.classify(images), minlength=K) / len(images)) for name, images in freqs]
-    viz.plot_removal(path, freqs=freqs, class_names=st.class_names, k=k, n=len(seeds))
-    return dict(freqs)
+    freqs = {}
+    for name, g in removal_guides(st, k, len(seeds), scales).items():
+        freqs[name] = np.bincount(st.classify(generate(g, st.schedule, st.sampler, seeds=list(seeds))),
+                                  minlength=K) / len(seeds)
+    own = next(iter(freqs.values())).copy()            # the model's p(x | not k): unguided, k dropped
+    own[k] = 0
+    own /= own.sum()
+    result = {name: (f, math.nan if i == 0 else 0.5 * float(np.abs(f - own).sum()))
+              for i, (name, f) in enumerate(freqs.items())}
+    viz.plot_removal(path, freqs=[(name, f, tv) for name, (f, tv) in result.items()], class_names=st.class_names,
+                     k=k, n=len(seeds))
+    return result
+
+
+def posterior_figure(st: Study, path: str, *, k: int, seeds: Sequence[int]) -> dict:
+    """figures/posterior.png: p_t(k | x_t) along 'anything but k' chains, static s = 3 (tracked, not steered by
+    it) and posterior-aware, and the scale each applied; returns {name: mean p at the last step}."""
+    from . import viz
+
+    nulls = torch.full((len(seeds),), st.null, device=st.device)
+    runs, ts = [], []
+    for name, g in (("static, s = 3", guide(st.model, nulls, scale=3.0, negatives=[(k, 1.0)])),
+                    (f"posterior-aware, lambda = {DYNAMIC_LAMBDA:g}",
+                     guide(st.model, nulls, scale=DYNAMIC_CEILING, negatives=[(k, 1.0)], dynamic=DYNAMIC_LAMBDA))):
+        with torch.no_grad():
+            steps = list(trajectory(g, st.schedule, st.sampler, seeds=list(seeds), track=True))
+        ts = np.array([s.t for s in steps])
+        runs.append((name, torch.stack([s.trace["p"] for s in steps]).cpu().numpy(),
+                     torch.stack([s.trace["scale"] for s in steps]).cpu().numpy()))
+    viz.plot_posterior(path, ts=ts, runs=runs, k_name=st.class_names[k], ceiling=DYNAMIC_CEILING)
+    return {name: float(p[-1].mean()) for name, p, _ in runs}
 
 
 def grids_figure(st: Study, path: str, *, classes: Sequence[int], negatives: Sequence[int], scale: float,
@@ -279,8 +323,11 @@ def make_figures(st: Study, which: Sequence[str], *,
                 print(f"  cos at the noisiest 10% of t, {src}: ref = null {row[0]:.3f}, "
                       f"ref = class {names[neg]} {row[1]:.3f}")
         elif name == "removal":
-            for set_name, f in removal_figure(st, path, k=neg, seeds=cloud).items():
-                print(f"  {set_name}: class {names[neg]} {f[neg]:.1%}")
+            for set_name, (f, tv) in removal_figure(st, path, k=neg, seeds=cloud).items():
+                print(f"  {set_name}: class {names[neg]} {f[neg]:.1%}, TV to the model's own {tv:.3f}")
+        elif name == "posterior":
+            for set_name, p in posterior_figure(st, path, k=neg, seeds=cloud[:POSTERIOR_CHAINS]).items():
+                print(f"  {set_name}: mean p_t({names[neg]} | x_t) at the last step {p:.3f}")
         elif name == "grids":
             grids_figure(st, path, classes=grid_classes, negatives=grid_negatives, scale=scale, n=grid_n,
                          seed=seed)

@@ -12,6 +12,7 @@ What `ref` is decides what guidance does:
     autoguidance        pos = c,       ref = c through a worse model (Karras et al. 2024)
     interval            s applies only for t in [t_lo, t_hi], s = 1 elsewhere (Kynkäänniemi et al. 2024)
     rescale (phi)       match the std of the guided prediction to eps_pos (Lin et al. 2023, Alg. 2)
+    posterior-aware     the scale per sample and step from p_t(k | x_t) (Koulischer et al. 2025), `PosteriorChain`
 
 The formula is linear, so it holds identically for x0-predictions.
 All branches that share a model go through one forward of a concatenated batch.
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .errors import UserError
+from .schedule import posterior, x0_from_eps
 
 
 def combine(eps_pos: torch.Tensor, eps_ref: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
@@ -107,6 +109,10 @@ class Guided:
     ref_model:   model for the reference branches (autoguidance); None = `model`.
     interval:    (t_lo, t_hi) inclusive: guide only there, s = 1 elsewhere; None = every t.
     rescale:     phi of Lin et al. 2023; 0 = off.
+    dynamic:     lambda of posterior-aware guidance (`PosteriorChain`; 1 = exact removal), with s as the ceiling
+                 of the scale; None = static guidance.
+    tracker:     how p_t(k | x_t) is carried: "two" (from the branches guidance computes anyway) or "all" (every
+                 class in the batched forward, normalised over classes).
     """
 
     model: nn.Module
@@ -117,6 +123,16 @@ class Guided:
     ref_model: nn.Module | None = None
     interval: tuple[int, int] | None = None
     rescale: float = 0.0
+    dynamic: float | None = None
+    tracker: str = "two"
+
+    def chain(self, alpha_bar: torch.Tensor, *, track: bool = False) -> Callable:
+        """The denoiser for ONE sampling chain. Static guidance is stateless and is its own denoiser; posterior-aware
+        guidance (or `track`: static guidance that also reports p_t(k | x_t)) carries the posterior from step to step
+        in a fresh `PosteriorChain`. alpha_bar: the schedule's abar_t, (T,)."""
+        if self.dynamic is None and not track:
+            return self
+        return PosteriorChain(self, alpha_bar)
 
     def take(self, index: slice | torch.Tensor) -> Guided:
         """The same denoiser for the samples `index` only: every per-sample field (marked `sample_dim`) is
@@ -144,16 +160,131 @@ class Guided:
         s = self.scales(t)
         if bool((s == 1).all()):                      # no guidance anywhere in the batch: one branch suffices
             return self.model(x, t, self.pos)
+        eps_pos, *eps_refs = self.branches(x, t)
+        return self.static(eps_pos, eps_refs, s)
+
+    def branches(self, x: torch.Tensor, t: torch.Tensor, extra: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
+        """[eps_pos, eps(k_1), ..., eps(k_J), eps(extra labels)...], the model's branches in one batched forward."""
         refs = list(self.ref)
         if self.ref_model is None:
-            eps_pos, *eps_refs = batched_forward(self.model, x, t, [self.pos, *refs])
-        else:                                         # two models cannot share a forward
-            eps_pos = self.model(x, t, self.pos)
-            eps_refs = batched_forward(self.ref_model, x, t, refs)
-        w = self.ref_weights.to(x.device, x.dtype)
+            return batched_forward(self.model, x, t, [self.pos, *refs, *extra])
+        eps_pos, *eps_extra = batched_forward(self.model, x, t, [self.pos, *extra])   # two models cannot share
+        return [eps_pos, *batched_forward(self.ref_model, x, t, refs), *eps_extra]     # a forward
+
+    def static(self, eps_pos: torch.Tensor, eps_refs: Sequence[torch.Tensor], s: torch.Tensor) -> torch.Tensor:
+        """eps_ref + s (eps_pos - eps_ref) with eps_ref = sum_j a_j eps(k_j), s (B,) per sample; then rescale."""
+        w = self.ref_weights.to(eps_pos.device, eps_pos.dtype)
         eps_ref = sum(w[j] * e for j, e in enumerate(eps_refs))      # sum_j a_j eps(k_j)
-        guided = combine(eps_pos, eps_ref, s.to(x.dtype).view(-1, *([1] * (x.dim() - 1))))
+        guided = combine(eps_pos, eps_ref, s.to(eps_pos.dtype).view(-1, *([1] * (eps_pos.dim() - 1))))
         return rescale_std(guided, eps_pos, self.rescale)
+
+
+TRACKERS = ("two", "all")
+
+
+class PosteriorChain:
+    """Posterior-aware ("dynamic") negative guidance along ONE sampling chain (Koulischer et al. 2025, "Dynamic
+    Negative Guidance of Diffusion Models", DNG).
+
+    Why. Static removal eps_null + (s - 1)(eps_null - eps_k) samples the tilt p(x) p(k|x)^-(s-1): it piles mass
+    where p(k|x) is smallest. The exact "anything but k" is p(x | not k) ∝ p(x) (1 - p(k|x)). Its noised marginal is
+    p_t(x) (1 - p_t(k|x_t)), whose score in eps form (eps = -sqrt(1 - abar_t) grad log p_t) is, for negatives k_j,
+
+        eps = eps_pos + sum_j w_j (eps_pos - eps(k_j)),   w_j = lambda p_j / (1 - P),   p_j = p_t(k_j | x_t),
+                                                          P = sum_j p_j
+
+    exact for pos = null and lambda = 1. With one negative it is static guidance with the scale s_t = 1 + lambda
+    P / (1 - P): large only while the sample still looks like k. sum_j w_j is clipped to s - 1 (the Guided's scale s
+    is the ceiling) and is 0 outside the guidance interval. For a positive class c the same push is a heuristic:
+    away from k only while x_t looks like k rather than like c.
+
+    How p_t(k | x_t) is carried. In the forward process c -> x_0 -> x_1 -> ... -> x_T is a Markov chain, so
+    p(c | x_t, ..., x_T) = p(c | x_t), and Bayes' rule over one reverse step t -> t' gives
+
+        p(c | x_t') ∝ p(c | x_t) N(x_t'; mu~_c, beta~ I),    mu~_c, beta~ = schedule.posterior(x0_hat_c, x_t, ...)
+
+    the ancestral transition under class c (exact up to its Gaussian form), starting from a uniform p(c) at x_T.
+        tracker "two": from the branches guidance computes anyway. Removal (pos = null): over {k_1, ..., k_J,
+                       rest}, where eps_rest = (eps_null - sum_j p_j eps(k_j)) / (1 - P) because the null prediction
+                       is the posterior mean of the class predictions (DNG's two-branch ratio p N_k / N_null instead
+                       takes the unconditional transition for the mixture; it leaks several % of k with DDIM).
+                       A positive class c: the posterior within {c, k_1, ..., k_J}.
+        tracker "all": every class 0..K-1 in the same batched forward (K + 1 branches), normalised over classes.
+    DDIM with eta < 1 does not draw x_t' from that density; the tracker evaluates the same ancestral density at the
+    state DDIM moved to (with eta = 1, DDIM's step is the ancestral one).
+
+    After each call `trace` holds {"p": P, "scale": s_t}, both (B,), which the samplers yield with the step.
+    """
+
+    def __init__(self, guided: Guided, alpha_bar: torch.Tensor):
+        g = self.g = guided
+        K, B, J = g.model.cfg.num_classes, len(g.pos), len(g.ref)
+        if g.ref_model is not None or bool((g.negative_classes() < 0).any()):
+            raise UserError("posterior-aware guidance needs negative classes (removal or a class with negatives)")
+        self.alpha_bar = alpha_bar.tolist()
+        self.removal = (g.pos == K)[None, :, None]                            # (1, B, 1): pos = null
+        if g.tracker == "all":                        # rows: classes 0..K-1
+            log_p = torch.full((K, B), 1 / K, dtype=torch.float64)
+        else:                                         # rows: "rest" (removal) or c, then k_1..k_J
+            log_p = torch.where(self.removal[..., 0], 1 / K, 1 / (1 + J)).double().expand(1 + J, B).clone()
+            log_p[0] = torch.where(self.removal[0, :, 0], 1 - J / K, log_p[0])
+        self.log_p = log_p.clamp_min(1e-12).log().to(g.pos.device)
+        self.prev = None                              # (x_t, abar_t, x0_hat per tracked row (M, B, ...))
+        self.trace: dict | None = None
+
+    def _observe(self, x: torch.Tensor, abar: float) -> None:
+        """Bayes' rule for the step prev -> x: add log N(x; mu~_c, beta~ I) per tracked row, normalise."""
+        x_prev, abar_prev, x0 = self.prev
+        mean, var = posterior(x0, x_prev, abar_prev, abar)
+        ll = -((x - mean) ** 2).flatten(2).sum(-1).double() / (2 * var)     # (M, B), up to a shared constant
+        self.log_p = (self.log_p + ll).log_softmax(0)
+
+    def _rows(self, eps_pos: torch.Tensor, eps_refs: Sequence[torch.Tensor], x: torch.Tensor,
+              abar: float) -> torch.Tensor:
+        """x0_hat of each tracked row (M, B, C, H, W) for the two-branch tracker. For removal row 0 is "rest": the
+        null prediction is the posterior mean of the class predictions, eps_null = sum_c p_c eps_c, so the mean of
+        the classes that are not negatives is (eps_null - sum_j p_j eps(k_j)) / (1 - P), no extra branch needed."""
+        p = self.negatives().to(x.dtype)[..., None, None, None]                # (J, B, 1, 1, 1)
+        refs = torch.stack(list(eps_refs))
+        rest = (eps_pos - (p * refs).sum(0)) / (1 - p.sum(0)).clamp_min(1e-6)
+        first = torch.where(self.removal[..., None, None].squeeze(0), rest, eps_pos)
+        return x0_from_eps(x, torch.cat([first[None], refs]), abar)
+
+    def negatives(self) -> torch.Tensor:
+        """(J, B) p_t(k_j | x_t)."""
+        if self.g.tracker == "all":
+            return self.log_p.gather(0, self.g.ref).exp()
+        return self.log_p[1:].exp()
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        g, B = self.g, len(self.g.pos)
+        abar = self.alpha_bar[int(t[0])]                                   # one t per chain step
+        if self.prev is not None:
+            self._observe(x, abar)
+        if g.tracker == "all":                        # pos and every class in one forward; eps(k_j) picked out
+            K = g.model.cfg.num_classes
+            eps_pos, *eps_cls = batched_forward(g.model, x, t, [g.pos, *torch.arange(K, device=x.device)[:, None]
+                                                                .expand(K, B)])
+            tracked = torch.stack(eps_cls)                                     # (K, B, C, H, W)
+            eps_refs = [tracked[k, torch.arange(B, device=x.device)] for k in g.ref]
+        else:
+            eps_pos, *eps_refs = g.branches(x, t)
+        x0 = x0_from_eps(x, tracked, abar) if g.tracker == "all" else self._rows(eps_pos, eps_refs, x, abar)
+        self.prev = (x, abar, x0.clamp(-1, 1))          # as the samplers clip theirs: at t ~ T an unclipped x0_hat
+                                                        # is noise / sqrt(abar_t) and would decide p at the first step
+        p = self.negatives().to(x.dtype)                                       # (J, B)
+        P = p.sum(0)
+        s = g.scales(t)
+        if g.dynamic is None:                         # static guidance, tracked for the figures
+            out, scale = g.static(eps_pos, eps_refs, s), s
+        else:
+            W = torch.minimum(g.dynamic * P / (1 - P).clamp_min(1e-6), (s - 1).clamp_min(0))     # sum_j w_j
+            w = W * p / P.clamp_min(1e-30)                                                        # (J, B)
+            view = (-1,) + (1,) * (x.dim() - 1)
+            out = eps_pos + sum(w[j].view(view) * (eps_pos - e) for j, e in enumerate(eps_refs))
+            out, scale = rescale_std(out, eps_pos, g.rescale), 1 + W
+        self.trace = {"p": P.detach(), "scale": scale.detach()}
+        return out
 
 
 def guide(model: nn.Module, pos: torch.Tensor, *,
@@ -162,11 +293,15 @@ def guide(model: nn.Module, pos: torch.Tensor, *,
           ref_model: nn.Module | None = None,            # autoguidance: ref = same labels through this model
           interval: tuple[int, int] | None = None,
           rescale: float = 0.0,
+          dynamic: float | None = None,                  # posterior-aware lambda (1 = exact removal); None = static
+          tracker: str = "two",                          # "two" or "all" (see `PosteriorChain`)
           ) -> Guided:
     """Build the `Guided` denoiser for labels `pos` (B,), where `model.cfg.num_classes` is the null label.
 
     No negatives: ref = null (CFG), or ref = pos through `ref_model` (autoguidance).
     Negatives: ref = sum_j a_j eps(k_j) with the a_j normalised to 1.
+    dynamic: posterior-aware guidance (`PosteriorChain`): the push away from each k_j is weighted per sample and
+    step by lambda p_t(k_j | x_t) / (1 - P), its sum capped at s - 1; needs negatives, s >= 1 and equal a_j.
     """
     null = model.cfg.num_classes
     pos = torch.as_tensor(pos, dtype=torch.long)
@@ -186,5 +321,26 @@ def guide(model: nn.Module, pos: torch.Tensor, *,
     check_interval(interval)
     if not 0 <= rescale <= 1:                         # NaN fails too
         raise UserError(f"rescale phi must lie in [0, 1], got {rescale}")
+    check_dynamic(dynamic, tracker, scale, negatives)
     device = next(model.parameters()).device
-    return Guided(model, pos.to(device), ref.to(device), ref_weights, scale, ref_model, interval, rescale)
+    return Guided(model, pos.to(device), ref.to(device), ref_weights, scale, ref_model, interval, rescale,
+                  None if dynamic is None else float(dynamic), tracker)
+
+
+def check_dynamic(dynamic: float | None, tracker: str, scale: float,
+                  negatives: Sequence[tuple[int | torch.Tensor, float]]) -> None:
+    """The rules of posterior-aware guidance: lambda finite and > 0, negatives with equal weights (the posterior
+    weighs them), s >= 1 (the ceiling of the scale), a known tracker."""
+    if tracker not in TRACKERS:
+        raise UserError(f"unknown posterior tracker {tracker!r}; choose one of {', '.join(TRACKERS)}")
+    if dynamic is None:
+        return
+    if not (math.isfinite(float(dynamic)) and 0 < float(dynamic) <= MAX_SCALE):
+        raise UserError(f"posterior-aware lambda must be a finite number in (0, {MAX_SCALE:g}], got {dynamic}")
+    if not negatives:
+        raise UserError("posterior-aware guidance pushes away from negative classes: give at least one negative")
+    if len({float(w) for _, w in negatives}) > 1:
+        raise UserError("posterior-aware guidance weighs each negative by its posterior p_t(k | x_t); "
+                        "drop the :WEIGHT of the negatives")
+    if scale < 1:
+        raise UserError(f"with posterior-aware guidance s is the ceiling of the scale and must be >= 1, got {scale}")

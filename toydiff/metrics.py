@@ -8,6 +8,9 @@ For one set of samples (images, requested labels, negatives):
                     a class (-1) the training prior with its removed classes zeroed and renormalised; averaged
     tv, kl          total variation 1/2 sum |frequencies - target| and KL(target || frequencies), the frequencies
                     smoothed by half a count per class (so a class never drawn costs a finite amount)
+    tv_model        for a set with negatives, in a file that also holds the unguided unconditional set on the same
+                    seeds: the TV against the MODEL's own p(x | not k), that set's judged histogram with the set's
+                    negatives zeroed and renormalised (what removal can reach at best, whatever the model's prior)
     fid             classifier-FID: Frechet distance between Gaussians fitted to the judge's penultimate
                     features of the samples and of the REAL test split (Heusel et al. 2017, eq. 6, with the
                     judge in place of Inception):  ||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2))
@@ -227,11 +230,20 @@ def evaluate_samples(samples: Samples, judge: Judge, real: RealReference) -> dic
     negative-class rate is measured against the negatives of `samples.neg_rate_from(set)` (same labels, same
     seeds: for an unguided set, the rate without the push)."""
     result = {"judge_test_accuracy": judge.test_accuracy, "sets": {}}
+    unguided = samples.unconditional()
+    model_freqs = None
+    if unguided is not None:
+        model_freqs = class_frequencies(predict(judge, samples.images(unguided)).numpy(), real.num_classes)
     for name in samples.names:
         baseline = samples.neg_rate_from(name)
         row = evaluate(judge, samples.images(name), samples.of(name, "labels"), samples.of(baseline, "negatives"),
                        real, removed=samples.of(name, "negatives"))
         row["negatives_from"] = baseline
+        removed = samples.of(name, "negatives")
+        if model_freqs is not None and (removed >= 0).any():
+            target = target_histogram(-np.ones(len(removed), np.int64), removed, model_freqs)
+            row["tv_model"] = 0.5 * float(np.abs(np.asarray(row["frequencies"]) - target).sum())
+            row["model_reference"] = unguided
         result["sets"][name] = row
     if samples.names:
         result["real"] = real_row(real, labels=samples.of(samples.names[0], "labels"))

@@ -24,6 +24,19 @@ def next_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (labels + 1) % num_classes
 
 
+def quota_labels(prior, n: int, *, removed: Sequence[int] = ()) -> torch.Tensor:
+    """(n,) labels in class order whose counts follow `prior` (K,) with the `removed` classes dropped and the rest
+    renormalised, as exact quotas (largest remainder): the label histogram is the target itself, not a draw from it."""
+    p = torch.as_tensor(prior, dtype=torch.float64).clone()
+    p[list(removed)] = 0
+    if not p.sum() > 0:
+        raise UserError("removing every class leaves no class to sample")
+    quota = p / p.sum() * n
+    counts = quota.floor().long()
+    counts[torch.argsort(quota - counts, descending=True, stable=True)[: n - int(counts.sum())]] += 1
+    return torch.arange(len(p)).repeat_interleave(counts)
+
+
 MAX_SAMPLES = 100_000                   # per set: an N beyond this is a typo, not a study
 
 
@@ -36,13 +49,16 @@ def check_count(n: int, what: str = "samples") -> int:
 
 def trajectory(guided: Guided, schedule: NoiseSchedule, sampler: Sampler, *,
                seeds: Sequence[int],         # one per sample: sample i depends on seeds[i] alone
+               track: bool = False,          # also carry p_t(k | x_t) under static guidance (into Step.trace)
                ) -> Iterator[Step]:
-    """Every step of sampling one batch (all of `guided`'s samples) with the guided denoiser."""
+    """Every step of sampling one batch (all of `guided`'s samples) with the guided denoiser, fresh for this chain
+    (posterior-aware guidance carries state from step to step)."""
     if len(seeds) != len(guided.pos):
         raise ValueError(f"{len(seeds)} seeds for {len(guided.pos)} labels")
     cfg = guided.model.cfg
     shape = (len(seeds), cfg.in_channels, cfg.image_size, cfg.image_size)
-    return sampler.trajectory(guided, shape, schedule, generator=seeded_generators(seeds), device=guided.pos.device)
+    return sampler.trajectory(guided.chain(schedule.alpha_bar, track=track), shape, schedule,
+                              generator=seeded_generators(seeds), device=guided.pos.device)
 
 
 @torch.no_grad()

@@ -3,7 +3,8 @@
     python sample.py                                  # runs/digits: s = 1, CFG s = 3, negative s = 3, same seeds
     python sample.py --class 3 --negative 8 --scale 5
     python sample.py --class 3 --negative 8:0.7 --negative 5:0.3   # several weighted negatives
-    python sample.py --class none --negative 7        # removal: "anything but 7"
+    python sample.py --class none --negative 7        # removal: "anything but 7" (+ the exact baseline)
+    python sample.py --class none --negative 7 --dynamic 1   # + posterior-aware removal (lambda = 1)
     python sample.py --ref-ckpt runs/digits/ckpt_step500.pt   # + autoguidance (ref = an early checkpoint)
 
 One mode per call: sampling (the default, `--eval` to also score the samples), `--figures NAME`, `--sweep`, or
@@ -27,8 +28,8 @@ from .cli import ArgumentParser, run_cli
 from .errors import UserError
 from .figures import FIGURES
 from .files import writable_dir
-from .guidance import check_classes, check_interval, guide
-from .pipeline import check_count, generate, next_class, save_grid
+from .guidance import TRACKERS, check_classes, check_interval, guide
+from .pipeline import check_count, generate, next_class, quota_labels, save_grid
 from .runtime import resolve_device
 from .sampling import SAMPLERS, Sampler, seed_range
 from .samples import SampleSet
@@ -37,12 +38,14 @@ from .schedule import NoiseSchedule
 # Every flag's default. The parser leaves each at None so a flag the user typed can be told from one they did not.
 DEFAULTS = dict(run="runs/digits", ckpt=None, device="auto", weights="ema", cls="all", negative=[], scale=3.0,
                 sampler="ddim", sample_steps=None, eta=0.0, n=8, seed=0, out=None, batch_size=256, ref_ckpt=None,
-                interval=None, rescale=0.0, figures=None, cloud_n=300, eval=None, sweep=False, sweep_n=20,
+                interval=None, rescale=0.0, dynamic=None, dynamic_max=20.0, tracker="two", figures=None, cloud_n=300,
+                eval=None, sweep=False, sweep_n=20,
                 sweep_scales=None)
 _RUN = {"run", "ckpt", "device"}
 _SAMPLER = {"weights", "sampler", "sample_steps", "eta", "seed", "out", "batch_size"}
 MODES = {                                   # mode -> the flags it uses; every other flag is refused in that mode
-    "sampling": _RUN | _SAMPLER | {"cls", "negative", "scale", "n", "ref_ckpt", "interval", "rescale", "eval"},
+    "sampling": _RUN | _SAMPLER | {"cls", "negative", "scale", "n", "ref_ckpt", "interval", "rescale", "eval",
+                                   "dynamic", "dynamic_max", "tracker"},
     "--figures": _RUN | _SAMPLER | {"figures", "cls", "negative", "scale", "n", "cloud_n"},
     "--sweep": _RUN | _SAMPLER | {"sweep", "ref_ckpt", "interval", "sweep_n", "sweep_scales"},
     "--eval FILE": _RUN | {"eval"},
@@ -75,6 +78,13 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--interval", type=cli.interval, metavar="LO:HI",
                    help="guide only for t in [LO, HI] (timestep indices 0..T-1), s = 1 elsewhere")
     g.add_argument("--rescale", type=float, help="guidance rescale phi (Lin et al. 2023); 0 = off (default)")
+    g.add_argument("--dynamic", type=float, metavar="LAMBDA",
+                   help="posterior-aware negative guidance (Koulischer et al. 2025, DNG): add a set 'dynamic' pushed "
+                        "away from the negatives with s_t = 1 + LAMBDA p/(1 - p), p = p_t(k | x_t) tracked along the "
+                        "chain, capped at --dynamic-max; LAMBDA = 1 is exact removal")
+    g.add_argument("--dynamic-max", type=float, metavar="S", help="--dynamic: the ceiling of s_t (default 20)")
+    g.add_argument("--tracker", choices=TRACKERS, help="--dynamic: carry p_t(k | x_t) from the branches already "
+                   "computed ('two', default) or from every class in the batch ('all': K + 1 branches, normalised)")
     modes = p.add_argument_group("modes (at most one; default: sample)").add_mutually_exclusive_group()
     modes.add_argument("--figures", choices=("all", *FIGURES),
                        help="write these tutorial figures (default --out figures/) instead of sample grids; "
@@ -117,6 +127,8 @@ def parse(argv: list[str] | None) -> tuple[str, argparse.Namespace]:
         if value is not None and dest not in MODES[mode]:
             users = [m for m, flags in MODES.items() if dest in flags]
             raise UserError(f"{_flag(dest)} is not used by {mode} (it applies to {' and '.join(users)}); drop it")
+    if args.dynamic is None and (args.dynamic_max is not None or args.tracker is not None):
+        raise UserError("--dynamic-max and --tracker set up --dynamic; add --dynamic LAMBDA or drop them")
     for dest, value in DEFAULTS.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
@@ -153,7 +165,8 @@ def sample(args: argparse.Namespace) -> None:
     device = next(run.model.parameters()).device
     ref = checkpoint.load_reference(args.ref_ckpt, run.cfg, device=device, weights=args.weights) \
         if args.ref_ckpt else None
-    sets = plan_sets(args, run.model, ref.model if ref else None, run.cfg.diffusion.timesteps)
+    prior = class_prior(run.cfg) if args.cls == "none" and args.negative else None
+    sets = plan_sets(args, run.model, ref.model if ref else None, run.cfg.diffusion.timesteps, prior)
     seeds = seed_range(args.seed, len(sets[0].guided.pos))
     out = writable_dir(args.out or os.path.join(run_dir, "samples"), what="output folder (--out)")
 
@@ -168,6 +181,7 @@ def sample(args: argparse.Namespace) -> None:
     settings = dict(ckpt=run.path, step=run.step, sampler=sampler.label, sample_steps=sampler.sample_steps,
                     eta=sampler.eta, seed=args.seed, n_per_class=args.n, weights=args.weights,
                     ref_ckpt=args.ref_ckpt, interval=args.interval, rescale=args.rescale,
+                    dynamic=args.dynamic, dynamic_max=args.dynamic_max, tracker=args.tracker,
                     convention="eps = eps_ref + s (eps_pos - eps_ref); w = s - 1")
     path = os.path.join(out, "samples.npz")
     samples.write(path, results, seeds, settings)
@@ -177,22 +191,39 @@ def sample(args: argparse.Namespace) -> None:
         evaluate_file(path, run.cfg, run_dir, device=device)
 
 
+def class_prior(cfg) -> "np.ndarray":
+    """(K,) class frequencies of the run's training split (the exact removal baseline draws its labels from it)."""
+    import numpy as np
+
+    from .data import load_dataset
+    data, info = load_dataset(cfg.train.dataset, cfg.train.data_dir)
+    return np.bincount(data.tensors[1].numpy(), minlength=info.num_classes) / len(data)
+
+
 def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch.nn.Module | None,
-              T: int) -> list[SampleSet]:
+              T: int, prior=None) -> list[SampleSet]:
     """The sets to sample, all on the same seeds, each with its guided denoiser built (and so checked):
-    s = 1, CFG and negative guidance (+ autoguidance with --ref-ckpt); for --class none the unconditional set and,
-    with --negative, removal ("anything but K")."""
+    s = 1, CFG and negative guidance (+ autoguidance with --ref-ckpt, + posterior-aware with --dynamic); for
+    --class none the unconditional set and, with --negative, removal ("anything but K") and its exact baseline
+    (labels from the training `prior` without K, in exact quotas, sampled at s = 1)."""
     K = model.cfg.num_classes
     check_interval(args.interval, T)
     common = dict(interval=args.interval, rescale=args.rescale)
     negatives = list(args.negative)
+    dynamic = dict(scale=args.dynamic_max, negatives=negatives, dynamic=args.dynamic, tracker=args.tracker, **common)
     if args.cls == "none":
+        if args.dynamic is not None and not negatives:
+            raise UserError("--dynamic pushes away from negative classes: give --negative K")
         if ref_model is not None:
             raise UserError("--ref-ckpt (autoguidance) guides a positive class; --class none has none")
         labels = torch.full((check_count(args.n),), K)                         # the null label
         sets = [SampleSet("none", guide(model, labels, scale=1.0), "removal" if negatives else None)]
         if negatives:
             sets.append(SampleSet("removal", guide(model, labels, scale=args.scale, negatives=negatives, **common)))
+            if args.dynamic is not None:
+                sets.append(SampleSet("dynamic", guide(model, labels, **dynamic)))
+            exact = quota_labels(prior, args.n, removed=[k for k, _ in negatives]).to(labels.device)
+            sets.append(SampleSet("exact", guide(model, exact, scale=1.0, negatives=[(k, 1.0) for k, _ in negatives])))
         return sets
     classes = list(range(K)) if args.cls == "all" else [args.cls]
     check_classes(classes, K, what="the positive class (--class none asks for unconditional samples)")
@@ -204,6 +235,8 @@ def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch
     sets = [SampleSet("none", guide(model, labels, scale=1.0), "negative"),
             SampleSet("cfg", guide(model, labels, scale=args.scale, **common), "negative"),
             SampleSet("negative", guide(model, labels, scale=args.scale, negatives=negatives, **common))]
+    if args.dynamic is not None:
+        sets.append(SampleSet("dynamic", guide(model, labels, **{**dynamic, "negatives": negatives})))
     if ref_model is not None:
         sets.append(SampleSet("autoguidance", guide(model, labels, scale=args.scale, ref_model=ref_model, **common),
                               "negative"))

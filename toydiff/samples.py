@@ -86,6 +86,15 @@ class Samples:
         return other
 
 
+    def unconditional(self) -> str | None:
+        """The unguided unconditional set (every label -1, no negatives, s = 1), if the file holds one."""
+        for name in self.names:
+            if ((self.of(name, "labels") < 0).all() and (self.of(name, "negatives") < 0).all()
+                    and ("scales" not in self.arrays or (self.of(name, "scales") == 1).all())):
+                return name
+        return None
+
+
 def read(path: str, *, shape: tuple[int, int, int] | None = None, num_classes: int | None = None) -> Samples:
     """Read and check a samples.npz. Any missing key, wrong shape or out-of-range value is a one-line UserError."""
     if not os.path.isfile(path):

@@ -32,6 +32,7 @@ class Step(NamedTuple):
     t: int               # the timestep just denoised
     x: torch.Tensor      # x_{t_prev}: the state after this step; x_0 after the last one
     x0: torch.Tensor     # x0_hat predicted at t (clipped to [-1, 1] if `clip`)
+    trace: dict | None = None   # what a stateful denoiser reports at t (`guidance.PosteriorChain`: p_t(k|x_t), s_t)
 
 
 def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
@@ -100,7 +101,7 @@ def ddpm_trajectory(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSche
         x, var = posterior(x0, x, abar[t], ab_prev)
         if i + 1 < len(ts):                                                   # no noise on the last step
             x = x + var ** 0.5 * randn(shape, generator, device)
-        yield Step(t, x, x0)
+        yield Step(t, x, x0, getattr(denoise, "trace", None))
 
 
 def ddim_trajectory(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSchedule, *,
@@ -126,7 +127,7 @@ def ddim_trajectory(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSche
         x = ab_prev ** 0.5 * x0 + max(1 - ab_prev - sigma ** 2, 0.0) ** 0.5 * eps
         if sigma > 0 and i + 1 < len(ts):
             x = x + sigma * randn(shape, generator, device)
-        yield Step(t, x, x0)
+        yield Step(t, x, x0, getattr(denoise, "trace", None))
 
 
 def _last(trajectory: Iterator[Step]) -> torch.Tensor:

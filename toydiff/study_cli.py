@@ -125,21 +125,25 @@ def _fmt(v: float, pct: bool = False) -> str:
 
 def format_table(result: dict) -> str:
     """A small fixed-width table: one row per set, then the real reference."""
-    head = (f"{'set':<14}{'n':>5}{'accuracy':>10}{'neg-rate':>10}{'TV':>7}{'FID':>8}{'FID/class':>11}"
-            f"{'diversity':>11}")
+    head = (f"{'set':<14}{'n':>5}{'accuracy':>10}{'neg-rate':>10}{'TV':>7}{'TV-model':>10}{'FID':>8}"
+            f"{'FID/class':>11}{'diversity':>11}")
     lines = [head, "-" * len(head)]
     rows = list(result["sets"].items()) + ([("real (train)", result["real"])] if "real" in result else [])
     for name, r in rows:
         lines.append(f"{name:<14}{r['n']:>5}{_fmt(r['accuracy'], True):>10}{_fmt(r['neg_rate'], True):>10}"
-                     f"{_fmt(r.get('tv', math.nan)):>7}{_fmt(r['fid']):>8}{_fmt(r['fid_class_mean']):>11}"
+                     f"{_fmt(r.get('tv', math.nan)):>7}{_fmt(r.get('tv_model', math.nan)):>10}{_fmt(r['fid']):>8}{_fmt(r['fid_class_mean']):>11}"
                      f"{_fmt(r['diversity']):>11}")
     notes = [f"judge test accuracy {100 * result['judge_test_accuracy']:.2f}% (real test split)"]
     borrowed = {n: r["negatives_from"] for n, r in result["sets"].items() if r.get("negatives_from") not in (None, n)}
     if borrowed:
         notes.append("neg-rate of " + ", ".join(borrowed) + f" uses the negatives of the "
                      f"'{next(iter(borrowed.values()))}' set (same labels and seeds): the unguided baseline")
+    models = {r["model_reference"] for r in result["sets"].values() if "model_reference" in r}
+    if models:
+        notes.append(f"TV-model: against the '{models.pop()}' set's classes with the set's negatives removed "
+                     "(the model's own p(x | not k)); TV: against the training prior without them")
     for name, r in result["sets"].items():
-        if math.isnan(r["accuracy"]):                  # unconditional / removal: what classes came out
+        if math.isnan(r["accuracy"]) or name == "exact":                  # unconditional / removal: what classes came out
             freqs = " ".join(f"{c}:{100 * p:.0f}%" for c, p in enumerate(r["frequencies"]))
             notes.append(f"{name} class frequencies {freqs}")
     return "\n".join(lines + notes)

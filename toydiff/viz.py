@@ -186,25 +186,55 @@ def _quartiles(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def plot_removal(path: str, *,
-                 freqs: Sequence[tuple[str, np.ndarray]],   # (name, (K,) class frequencies summing to 1)
+                 freqs: Sequence[tuple[str, np.ndarray, float]],   # (name, (K,) class frequencies, TV to the model)
                  class_names: Sequence[str], k: int, n: int) -> None:
-    """Grouped bars: judged class frequencies of unguided samples and of 'anything but k' at a few scales."""
+    """Grouped bars: judged class frequencies of unguided samples and of 'anything but k': static at a few scales,
+    posterior-aware, and the exact baseline; each legend entry carries its forbidden rate and TV."""
     K = len(class_names)
-    fig, ax = plt.subplots(figsize=(11, 4.6))
-    width = 0.8 / len(freqs)
-    shades = [NONE_C] + [plt.get_cmap("Reds")(0.45 + 0.5 * i / max(1, len(freqs) - 2)) for i in range(len(freqs) - 1)]
-    for i, ((name, f), color) in enumerate(zip(freqs, shades)):
+    fig, ax = plt.subplots(figsize=(12, 4.8))
+    width = 0.84 / len(freqs)
+    statics = [i for i, (name, _, _) in enumerate(freqs) if name.startswith("static")]
+    colors = {i: plt.get_cmap("Reds")(0.4 + 0.5 * j / max(1, len(statics) - 1)) for j, i in enumerate(statics)}
+    others = iter([NONE_C, CFG_C, "#2ca02c", "#9467bd"])
+    for i, (name, f, tv) in enumerate(freqs):
         x = np.arange(K) + (i - (len(freqs) - 1) / 2) * width
-        ax.bar(x, f, width=width, color=color, label=f"{name}: class {class_names[k]} {f[k]:.1%}")
+        tv_text = "" if np.isnan(tv) else f", TV {tv:.2f}"
+        ax.bar(x, f, width=width, color=colors.get(i) or next(others),
+               label=f"{name}: class {class_names[k]} {f[k]:.1%}{tv_text}")
     ax.axvspan(k - 0.45, k + 0.45, color="#f2c14e", alpha=0.25, lw=0)
-    ax.axhline(1 / K, color="black", lw=0.7, ls=":", label=f"uniform 1/{K}")
     ax.set_xticks(range(K), class_names)
     ax.set_xlabel("class the judge assigns")
     ax.set_ylabel("fraction of samples")
-    ax.set_title(f"Removal, 'anything but {class_names[k]}': pos = null, ref = class {class_names[k]}; "
-                 f"{n} samples per bar group, same seeds", fontsize=11)
-    ax.legend(fontsize=9, ncol=2, framealpha=0.9)
+    ax.set_title(f"'Anything but {class_names[k]}' (pos = null, ref = class {class_names[k]}), {n} samples per set, "
+                 f"same seeds; TV to the model's own p(x | not {class_names[k]})", fontsize=11)
+    ax.legend(fontsize=8.5, ncol=2, framealpha=0.9)
     ax.grid(axis="y", alpha=0.25)
+    _save(fig, path)
+
+
+def plot_posterior(path: str, *,
+                   ts: np.ndarray,                                       # (S,) timesteps, T-1 .. 0
+                   runs: Sequence[tuple[str, np.ndarray, np.ndarray]],   # (name, p (S, B), s_t (S, B))
+                   k_name: str, ceiling: float, lines: int = 12) -> None:
+    """Left: p_t(k | x_t) carried along each chain; right: the scale s_t each step applied (median and 10-90 %)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    colors = [NEG_C, CFG_C, "#2ca02c"]
+    for (name, p, scale), color in zip(runs, colors):
+        axes[0].plot(ts, p[:, :lines], color=color, lw=0.8, alpha=0.55)
+        axes[0].plot([], [], color=color, label=f"{name} ({lines} chains)")
+        axes[1].plot(ts, np.median(scale, 1), color=color, lw=2, label=f"{name}: median")
+        axes[1].fill_between(ts, *np.percentile(scale, [10, 90], axis=1), color=color, alpha=0.18, lw=0)
+    axes[0].set_ylabel(f"p_t({k_name} | x_t), carried along the chain")
+    axes[1].set_ylabel("scale s_t applied at this step")
+    axes[1].set_yscale("log")
+    axes[1].axhline(ceiling, color="black", lw=0.7, ls=":", label=f"ceiling s = {ceiling:g}")
+    for ax in axes:
+        ax.set_xlabel("timestep t (noise decreases to the right)")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=9)
+    fig.suptitle(f"Posterior-aware removal of {k_name}: s_t = 1 + p / (1 - p), p = p_t({k_name} | x_t); "
+                 "static guidance pushes with the same s at every step", fontsize=11)
     _save(fig, path)
 
 
