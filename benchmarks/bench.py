@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from toydiff import checkpoint
-from toydiff.cli import ArgumentParser, positive_int, run_cli
+from toydiff.cli import ArgumentParser, int_list, positive_int, run_cli
 from toydiff.config import preset
 from toydiff.data import DATASETS, load_dataset
 from toydiff.errors import UserError
@@ -253,7 +253,8 @@ def case_removal(ctx: "Context") -> dict:
 
     unguided = histogram(generate(guide(model, nulls, scale=1.0), schedule, sampler, seeds=seeds))
     rows = []
-    for k in range(K):
+    classes = ctx.args.classes if ctx.args.classes is not None else range(K)
+    for k in classes:
         sets = {"static s=3": guide(model, nulls, scale=3.0, negatives=[(k, 1.0)]),
                 f"posterior (lambda {lam:g}, ceiling {ceiling:g}, {tracker})":
                     guide(model, nulls, scale=ceiling, negatives=[(k, 1.0)], dynamic=lam, tracker=tracker),
@@ -275,7 +276,7 @@ def case_removal(ctx: "Context") -> dict:
             chain = g.chain(schedule.alpha_bar)
             chain(x, t)                                  # primes the tracker: later calls include its update
             cost[name] = 1e3 * timed(lambda: chain(x, t), ctx.device, repeats=ctx.args.repeats)
-    means = {name: round(sum(r[m] for r in rows if r["set"] == name) / K, 4)
+    means = {name: round(sum(r[m] for r in rows if r["set"] == name) / len(classes), 4)
              for name in dict.fromkeys(r["set"] for r in rows) for m in ("forbidden",)}
     return dict(checkpoint_step=step, n_per_k=N, sampler=sampler.label, unguided=unguided.round(decimals=4).tolist(),
                 rows=rows, mean_forbidden=means, guided_step_ms=cost, ratio_two_vs_static=cost["two"] / cost["static"],
@@ -375,6 +376,7 @@ def build_parser() -> ArgumentParser:
                    help="time-to-quality: score the kept checkpoints of --run instead of training a fresh run")
     p.add_argument("--ceiling", type=float, default=20.0, help="removal: the posterior-aware scale's ceiling s")
     p.add_argument("--tracker", choices=("two", "all"), default="two", help="removal: the posterior tracker")
+    p.add_argument("--classes", type=int_list, default=None, help="removal: the classes k (default all)")
     p.add_argument("--lam", type=float, default=1.0, help="removal: posterior-aware lambda (1 = exact)")
     p.add_argument("--eta", type=float, default=0.0, help="removal: DDIM eta")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")

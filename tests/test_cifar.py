@@ -37,11 +37,11 @@ def test_cifar10_trains_samples_and_draws_every_figure(cifar_run, tmp_path):
     figs = tmp_path / "f"
     sample_main(["--run", cifar_run, "--figures", "all", "--n", "1", "--cloud-n", "4", "--sample-steps", "2",
                  "--out", str(figs)])
-    for name in ("means", "trajectories", "alignment", "removal", "grids"):
+    for name in ("means", "trajectories", "alignment", "removal", "posterior", "grids"):
         assert Image.open(figs / f"{name}.png").size[0] > 100, name
     for name in ("denoising", "plane"):
         gif = Image.open(figs / f"{name}.gif")
         assert gif.format == "GIF" and gif.n_frames >= 2, name
     assert sorted(os.listdir(figs)) == sorted([f"{n}.png" for n in ("means", "trajectories", "alignment",
-                                                                     "removal", "grids")] +
+                                                                     "removal", "posterior", "grids")] +
                                               ["denoising.gif", "plane.gif"])

@@ -46,8 +46,10 @@ def test_removal_and_weighted_negatives(trained_run, tmp_path):
     sample_main(["--run", trained_run, "--class", "none", "--negative", "7", "--n", "3", "--sample-steps", "2",
                  "--out", out])
     d = np.load(os.path.join(out, "samples.npz"))
-    assert d["sets"].tolist() == ["none"] * 3 + ["removal"] * 3 and (d["labels"] == -1).all()
-    assert d["negatives"][3:, 0].tolist() == [7, 7, 7]
+    assert d["sets"].tolist() == ["none"] * 3 + ["removal"] * 3 + ["exact"] * 3
+    assert (d["labels"][:6] == -1).all() and d["negatives"][3:, 0].tolist() == [7] * 6
+    exact = d["labels"][6:]                              # the baseline: classes of the prior without 7, s = 1
+    assert 7 not in exact and (d["scales"][6:] == 1).all()
     out = str(tmp_path / "w")
     sample_main(["--run", trained_run, "--class", "3", "--negative", "8:3", "--negative", "5:1", "--n", "2",
                  "--sample-steps", "2", "--out", out])
@@ -55,6 +57,39 @@ def test_removal_and_weighted_negatives(trained_run, tmp_path):
     neg = d["sets"] == "negative"
     assert d["negatives"][neg].tolist() == [[8, 5]] * 2
     np.testing.assert_allclose(d["negative_weights"][neg], [[0.75, 0.25]] * 2)
+
+
+def test_posterior_aware_sets_and_their_settings(trained_run, tmp_path):
+    """--dynamic adds a 'dynamic' set (removal and positive class alike) at the --dynamic-max ceiling, recorded in
+    the settings; --dynamic-max / --tracker without --dynamic are refused."""
+    out = str(tmp_path / "d")
+    sample_main(["--run", trained_run, "--class", "none", "--negative", "7", "--n", "4", "--sample-steps", "3",
+                 "--dynamic", "1", "--tracker", "all", "--out", out])
+    d = np.load(os.path.join(out, "samples.npz"))
+    assert list(dict.fromkeys(d["sets"].tolist())) == ["none", "removal", "dynamic", "exact"]
+    dyn = d["sets"] == "dynamic"
+    assert (d["negatives"][dyn, 0] == 7).all() and (d["scales"][dyn] == 20).all()
+    settings = json.loads(str(d["settings"]))
+    assert settings["dynamic"] == 1.0 and settings["tracker"] == "all" and settings["dynamic_max"] == 20.0
+    sample_main(["--run", trained_run, "--class", "2", "--negative", "5", "--n", "2", "--sample-steps", "3",
+                 "--dynamic", "2", "--dynamic-max", "4", "--out", str(tmp_path / "p")])
+    d = np.load(os.path.join(str(tmp_path / "p"), "samples.npz"))
+    assert list(dict.fromkeys(d["sets"].tolist())) == ["none", "cfg", "negative", "dynamic"]
+    assert (d["scales"][d["sets"] == "dynamic"] == 4).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dynamic-max", "5"], "add --dynamic LAMBDA"),
+    (["--tracker", "all"], "add --dynamic LAMBDA"),
+    (["--class", "none", "--dynamic", "1"], "give --negative K"),
+    (["--class", "none", "--negative", "3", "--dynamic", "0"], "lambda must be a finite number"),
+    (["--class", "none", "--negative", "3:2", "--negative", "4:1", "--dynamic", "1"], "drop the :WEIGHT"),
+])
+def test_bad_posterior_aware_flags_exit_2_writing_nothing(trained_run, tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as e:
+        sample_main(["--run", trained_run, "--out", str(out), "--sample-steps", "2", *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err and not out.exists()
 
 
 def run_main(main, argv, capsys):

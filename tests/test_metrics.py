@@ -189,6 +189,12 @@ def test_removal_is_scored_against_the_prior_without_k_and_the_unguided_set_agai
     assert m["removal"]["target"][7] == 0 and m["none"]["target"][7] > 0.05     # its own ask, not the borrowed one
     assert m["none"]["negatives_from"] == "removal" and 0 <= m["removal"]["tv"] <= 1 and m["removal"]["kl"] >= 0
     assert sum(m["removal"]["target"]) == pytest.approx(1, abs=1e-3)
+    # against the model's own p(x | not 7): the unguided set's judged classes with 7 dropped, renormalised
+    none = np.array(m["none"]["frequencies"])
+    own = np.where(np.arange(len(none)) == 7, 0, none) / none[np.arange(len(none)) != 7].sum()
+    tv = 0.5 * np.abs(np.array(m["removal"]["frequencies"]) - own).sum()
+    assert m["removal"]["model_reference"] == "none" and m["removal"]["tv_model"] == pytest.approx(tv, abs=1e-3)
+    assert "tv_model" not in m["none"] and "tv_model" in m["exact"]
 
 
 def test_eval_of_a_malformed_npz_exits_2_with_one_line(eval_run, tmp_path, capsys):

@@ -95,8 +95,9 @@ def test_posterior_aware_removal_samples_the_mixture_without_k(mixture, sampler,
 
 
 def test_lambda_above_one_overshoots_towards_the_far_class(mixture):
-    """lambda is the exponent of (1 - p(k|x)): lambda = 2 samples p(x)(1 - p(k|x))^2-ish, so the middle class, nearer
-    to mu_0, loses mass to the far one -- the measurement that lambda = 1 is the exact point."""
+    """The weight lambda p / (1 - p) is lambda grad log(1 - p_t(k | x_t)): at each noise level the tilt
+    p_t(x) (1 - p_t(k | x_t))^lambda. With lambda = 2 the middle class, nearer to mu_0, loses mass to the far one;
+    lambda = 1 is the exact point."""
     h = remove(mixture, 0, DDPM, scale=100.0, dynamic=2.0)
     assert h[2] - h[1] > 0.2, h
 
@@ -116,9 +117,7 @@ def test_tracked_posterior_follows_the_exact_one_along_the_chain(mixture, tracke
     model, schedule = mixture
     n, k = 400, 1
     guided = guide(model, torch.full((n,), K), scale=1.0, negatives=[(k, 1.0)], tracker=tracker)
-    x, errors, final = None, [], None
-    gen = torch.Generator().manual_seed(0)
-    x_t = None
+    errors, final, x_t = [], None, None
     for step in trajectory(guided, schedule, Sampler("ddpm", 200, clip=False), seeds=range(n), track=True):
         if x_t is not None:
             exact = model.log_posterior(x_t, torch.full((n,), step.t))[:, k].exp()
@@ -173,3 +172,15 @@ def test_bad_posterior_aware_settings_are_refused(mixture, kwargs, message):
     kwargs = {"scale": 3.0, **kwargs}
     with pytest.raises(UserError, match=message):
         guide(model, torch.full((4,), K), **kwargs)
+
+
+def test_quota_labels_follow_the_prior_without_the_removed_classes():
+    """The exact baseline's labels: counts are the renormalised prior times n, rounded by largest remainder."""
+    from toydiff.pipeline import quota_labels
+
+    labels = quota_labels([0.5, 0.3, 0.2], 7, removed=[1])
+    assert labels.tolist() == [0] * 5 + [2] * 2
+    counts = torch.bincount(quota_labels([0.1] * 10, 2000, removed=[3]), minlength=10)
+    assert counts[3] == 0 and counts.sum() == 2000 and int(counts.max() - counts[counts > 0].min()) <= 1
+    with pytest.raises(UserError, match="no class to sample"):
+        quota_labels([0.5, 0.5], 4, removed=[0, 1])

@@ -49,11 +49,16 @@ def test_plot_alignment_removal_and_grids(tmp_path):
                             mu_dist=np.array([2.0, 3.0]), cos=cos, ratio=rng.uniform(0.01, 2, size=cos.shape))
     viz.plot_alignment(str(tmp_path / "al.png"), al, pairwise=rng.uniform(1, 5, 100), ref_names=["null", "class 8"],
                        pos_name="3", scale=3.0, x0_note="test", exact_note="all")
-    freqs = [(name, rng.dirichlet(np.ones(10))) for name in ("uncond", "s = 2", "s = 3")]
+    freqs = [(name, rng.dirichlet(np.ones(10)), tv) for name, tv in
+             (("uncond", np.nan), ("static, s = 2", 0.4), ("static, s = 3", 0.5), ("posterior-aware", 0.05))]
     viz.plot_removal(str(tmp_path / "rm.png"), freqs=freqs, class_names=NAMES, k=7, n=30)
     grids = [(title, torch.rand(6, 1, 8, 8) * 2 - 1) for title in ("a", "b", "c")]
     viz.plot_grids(str(tmp_path / "grids.png"), grids=grids, nrow=3, row_names=["x", "y"])
-    for name in ("al.png", "rm.png", "grids.png"):
+    ts = np.arange(999, -1, -100)
+    runs = [(name, rng.uniform(0, 1, (len(ts), 20)), rng.uniform(1, 20, (len(ts), 20)), rng.uniform(size=20) < 0.2)
+            for name in ("a", "b")]
+    viz.plot_posterior(str(tmp_path / "post.png"), ts=ts, runs=runs, k_name="7", ceiling=20.0)
+    for name in ("al.png", "rm.png", "grids.png", "post.png"):
         check_png(tmp_path / name)
 
 
@@ -71,7 +76,7 @@ def test_sample_figures_all_writes_every_png(trained_run, tmp_path, fake_judge, 
     out = tmp_path / "figs"
     sample_main(["--run", trained_run, "--figures", "all", "--out", str(out), "--cloud-n", "4", "--n", "2",
                  "--sample-steps", "3", "--class", "3", "--negative", "8", "--device", "cpu"])
-    for name in ("means", "trajectories", "alignment", "removal", "grids"):
+    for name in ("means", "trajectories", "alignment", "removal", "posterior", "grids"):
         check_png(out / f"{name}.png")
     text = capsys.readouterr().out
     assert "cos at the noisiest 10% of t, exact" in text and "judged 8" in text

@@ -201,7 +201,7 @@ def removal_figure(st: Study, path: str, *, k: int, seeds: Sequence[int],
 
 def posterior_figure(st: Study, path: str, *, k: int, seeds: Sequence[int]) -> dict:
     """figures/posterior.png: p_t(k | x_t) along 'anything but k' chains, static s = 3 (tracked, not steered by
-    it) and posterior-aware, and the scale each applied; returns {name: mean p at the last step}."""
+    it) and posterior-aware, and the scale each applied; returns {name: (mean p at the last step, share judged k)}."""
     from . import viz
 
     nulls = torch.full((len(seeds),), st.null, device=st.device)
@@ -213,9 +213,10 @@ def posterior_figure(st: Study, path: str, *, k: int, seeds: Sequence[int]) -> d
             steps = list(trajectory(g, st.schedule, st.sampler, seeds=list(seeds), track=True))
         ts = np.array([s.t for s in steps])
         runs.append((name, torch.stack([s.trace["p"] for s in steps]).cpu().numpy(),
-                     torch.stack([s.trace["scale"] for s in steps]).cpu().numpy()))
+                     torch.stack([s.trace["scale"] for s in steps]).cpu().numpy(),
+                     st.classify(steps[-1].x.clamp(-1, 1)) == k))
     viz.plot_posterior(path, ts=ts, runs=runs, k_name=st.class_names[k], ceiling=DYNAMIC_CEILING)
-    return {name: float(p[-1].mean()) for name, p, _ in runs}
+    return {name: (float(p[-1].mean()), float(hit.mean())) for name, p, _, hit in runs}
 
 
 def grids_figure(st: Study, path: str, *, classes: Sequence[int], negatives: Sequence[int], scale: float,
@@ -324,10 +325,12 @@ def make_figures(st: Study, which: Sequence[str], *,
                       f"ref = class {names[neg]} {row[1]:.3f}")
         elif name == "removal":
             for set_name, (f, tv) in removal_figure(st, path, k=neg, seeds=cloud).items():
-                print(f"  {set_name}: class {names[neg]} {f[neg]:.1%}, TV to the model's own {tv:.3f}")
+                tv_text = "" if math.isnan(tv) else f", TV to the model's own p(x | not {names[neg]}) {tv:.3f}"
+                print(f"  {set_name}: class {names[neg]} {f[neg]:.1%}{tv_text}")
         elif name == "posterior":
-            for set_name, p in posterior_figure(st, path, k=neg, seeds=cloud[:POSTERIOR_CHAINS]).items():
-                print(f"  {set_name}: mean p_t({names[neg]} | x_t) at the last step {p:.3f}")
+            for set_name, (p, hit) in posterior_figure(st, path, k=neg, seeds=cloud[:POSTERIOR_CHAINS]).items():
+                print(f"  {set_name}: mean p_t({names[neg]} | x_t) at the last step {p:.3f}; judged "
+                      f"{names[neg]} {hit:.1%}")
         elif name == "grids":
             grids_figure(st, path, classes=grid_classes, negatives=grid_negatives, scale=scale, n=grid_n,
                          seed=seed)

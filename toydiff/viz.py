@@ -207,23 +207,27 @@ def plot_removal(path: str, *,
     ax.set_ylabel("fraction of samples")
     ax.set_title(f"'Anything but {class_names[k]}' (pos = null, ref = class {class_names[k]}), {n} samples per set, "
                  f"same seeds; TV to the model's own p(x | not {class_names[k]})", fontsize=11)
-    ax.legend(fontsize=8.5, ncol=2, framealpha=0.9)
+    ax.legend(fontsize=8.5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     ax.grid(axis="y", alpha=0.25)
     _save(fig, path)
 
 
 def plot_posterior(path: str, *,
                    ts: np.ndarray,                                       # (S,) timesteps, T-1 .. 0
-                   runs: Sequence[tuple[str, np.ndarray, np.ndarray]],   # (name, p (S, B), s_t (S, B))
-                   k_name: str, ceiling: float, lines: int = 12) -> None:
-    """Left: p_t(k | x_t) carried along each chain; right: the scale s_t each step applied (median and 10-90 %)."""
+                   runs: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],   # (name, p (S, B), s_t (S, B),
+                   k_name: str, ceiling: float, lines: int = 10) -> None:            #  ended as k (B,) bool)
+    """Left: p_t(k | x_t) carried along each chain (dashed: chains the judge calls k at the end); right: the scale
+    s_t each step applied (median and 10-90 %)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     colors = [NEG_C, CFG_C, "#2ca02c"]
-    for (name, p, scale), color in zip(runs, colors):
-        axes[0].plot(ts, p[:, :lines], color=color, lw=0.8, alpha=0.55)
-        axes[0].plot([], [], color=color, label=f"{name} ({lines} chains)")
+    for (name, p, scale, ended_k), color in zip(runs, colors):
+        others, hits = np.flatnonzero(~ended_k)[:lines], np.flatnonzero(ended_k)[:lines]
+        axes[0].plot(ts, p[:, others], color=color, lw=0.8, alpha=0.5)
+        axes[0].plot(ts, p[:, hits], color=color, lw=1.6, ls="--")
+        axes[0].plot([], [], color=color, label=f"{name}: {int(ended_k.sum())} of {len(ended_k)} end as {k_name}")
         axes[1].plot(ts, np.median(scale, 1), color=color, lw=2, label=f"{name}: median")
         axes[1].fill_between(ts, *np.percentile(scale, [10, 90], axis=1), color=color, alpha=0.18, lw=0)
+    axes[0].plot([], [], color="black", lw=1.6, ls="--", label=f"dashed: chains the judge calls {k_name} at the end")
     axes[0].set_ylabel(f"p_t({k_name} | x_t), carried along the chain")
     axes[1].set_ylabel("scale s_t applied at this step")
     axes[1].set_yscale("log")
@@ -232,7 +236,7 @@ def plot_posterior(path: str, *,
         ax.set_xlabel("timestep t (noise decreases to the right)")
         ax.invert_xaxis()
         ax.grid(alpha=0.25)
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=8.5)
     fig.suptitle(f"Posterior-aware removal of {k_name}: s_t = 1 + p / (1 - p), p = p_t({k_name} | x_t); "
                  "static guidance pushes with the same s at every step", fontsize=11)
     _save(fig, path)
