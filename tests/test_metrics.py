@@ -215,6 +215,7 @@ def test_sweep_writes_json_and_figure(eval_run, tmp_path, capsys):
     assert set(d["methods"]) == {"cfg", "negative", "interval"} and os.path.isfile(os.path.join(out, "sweep.png"))
     for m in d["methods"].values():
         assert m["scales"] == [1.0, 3.0] and len(m["accuracy"]) == 2 and len(m["fid"]) == 2
+        assert all(0 <= tv <= 1 for tv in m["tv"])                                 # fidelity to the asked class
     assert d["methods"]["cfg"]["fid"][0] == d["methods"]["negative"]["fid"][0]   # s = 1 is one shared set
     assert d["settings"]["interval"] == [10, 40]                                  # T = 50: [0.2 T, 0.8 T]
     sample_main(["--run", eval_run, "--sweep", "--sweep-n", "1", "--sample-steps", "2", "--sweep-scales", "3",

@@ -30,7 +30,7 @@ from .sampling import Sampler
 from .schedule import NoiseSchedule
 
 SCALES = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
-METRICS = ("accuracy", "neg_rate", "diversity", "fid", "fid_class_mean")
+METRICS = ("accuracy", "neg_rate", "tv", "diversity", "fid", "fid_class_mean")   # tv: to the class asked for
 
 
 def default_interval(T: int) -> tuple[int, int]:
