@@ -184,3 +184,30 @@ def test_quota_labels_follow_the_prior_without_the_removed_classes():
     assert counts[3] == 0 and counts.sum() == 2000 and int(counts.max() - counts[counts > 0].min()) <= 1
     with pytest.raises(UserError, match="no class to sample"):
         quota_labels([0.5, 0.5], 4, removed=[0, 1])
+
+
+def test_several_negatives_are_removed_together(mixture):
+    """Removing {0, 1} leaves the last component alone: the weights w_j = p_j / (1 - P) share one budget."""
+    model, schedule = mixture
+    n = 1000
+    for tracker in ("two", "all"):
+        g = guide(model, torch.full((n,), K), negatives=[(0, 1.0), (1, 1.0)], scale=100.0, dynamic=1.0,
+                  tracker=tracker)
+        h = histogram(generate(g, schedule, DDPM, seeds=range(n)))
+        assert h[2] >= 0.97, (tracker, h)
+
+
+def test_a_positive_class_keeps_its_shape_under_posterior_aware_negatives(mixture):
+    """Class 1 away from 0: the push acts only where x_t looks like 0 rather than 1, so the class-1 cloud keeps
+    its spread (static s = 3 pushes every sample and shifts the whole cloud away from m_0)."""
+    model, schedule = mixture
+    n, labels = 500, torch.full((500,), 1)
+
+    def cloud(**kw):
+        return generate(guide(model, labels, negatives=[(0, 1.0)], **kw), schedule, DDPM, seeds=range(n)).flatten(1)
+
+    plain = generate(guide(model, labels, scale=1.0), schedule, DDPM, seeds=range(n)).flatten(1)
+    dynamic, static = cloud(scale=3.0, dynamic=1.0), cloud(scale=3.0)
+    shift = lambda x: float((x.mean(0) - MEANS[1]).norm())                                   # noqa: E731
+    assert histogram(dynamic)[1] == 1.0
+    assert shift(dynamic) < 2 * shift(plain) + 0.02 < shift(static)
