@@ -226,12 +226,12 @@ class PosteriorChain:
         if g.ref_model is not None or bool((g.negative_classes() < 0).any()):
             raise UserError("posterior-aware guidance needs negative classes (removal or a class with negatives)")
         self.alpha_bar = alpha_bar.tolist()
-        self.removal = (g.pos == K)[None, :, None]                            # (1, B, 1): pos = null
+        self.removal = g.pos == K                                               # (B,): pos = null
         if g.tracker == "all":                        # rows: classes 0..K-1
             log_p = torch.full((K, B), 1 / K, dtype=torch.float64)
         else:                                         # rows: "rest" (removal) or c, then k_1..k_J
-            log_p = torch.where(self.removal[..., 0], 1 / K, 1 / (1 + J)).double().expand(1 + J, B).clone()
-            log_p[0] = torch.where(self.removal[0, :, 0], 1 - J / K, log_p[0])
+            log_p = torch.where(self.removal, 1 / K, 1 / (1 + J)).double().expand(1 + J, B).clone()
+            log_p[0] = torch.where(self.removal, 1 - J / K, log_p[0])
         self.log_p = log_p.clamp_min(1e-12).log().to(g.pos.device)
         self.prev = None                              # (x_t, abar_t, x0_hat per tracked row (M, B, ...))
         self.trace: dict | None = None
@@ -251,7 +251,7 @@ class PosteriorChain:
         p = self.negatives().to(x.dtype)[..., None, None, None]                # (J, B, 1, 1, 1)
         refs = torch.stack(list(eps_refs))
         rest = (eps_pos - (p * refs).sum(0)) / (1 - p.sum(0)).clamp_min(1e-6)
-        first = torch.where(self.removal[..., None, None].squeeze(0), rest, eps_pos)
+        first = torch.where(self.removal.view(-1, *[1] * (x.dim() - 1)), rest, eps_pos)
         return x0_from_eps(x, torch.cat([first[None], refs]), abar)
 
     def negatives(self) -> torch.Tensor:
@@ -267,13 +267,14 @@ class PosteriorChain:
             self._observe(x, abar)
         if g.tracker == "all":                        # pos and every class in one forward; eps(k_j) picked out
             K = g.model.cfg.num_classes
-            eps_pos, *eps_cls = batched_forward(g.model, x, t, [g.pos, *torch.arange(K, device=x.device)[:, None]
-                                                                .expand(K, B)])
+            classes = torch.arange(K, device=x.device)[:, None].expand(K, B)
+            eps_pos, *eps_cls = batched_forward(g.model, x, t, [g.pos, *classes])
             tracked = torch.stack(eps_cls)                                     # (K, B, C, H, W)
             eps_refs = [tracked[k, torch.arange(B, device=x.device)] for k in g.ref]
+            x0 = x0_from_eps(x, tracked, abar)
         else:
             eps_pos, *eps_refs = g.branches(x, t)
-        x0 = x0_from_eps(x, tracked, abar) if g.tracker == "all" else self._rows(eps_pos, eps_refs, x, abar)
+            x0 = self._rows(eps_pos, eps_refs, x, abar)
         self.prev = (x, abar, x0.clamp(-1, 1))          # as the samplers clip theirs: at t ~ T an unclipped x0_hat
                                                         # is noise / sqrt(abar_t) and would decide p at the first step
         p = self.negatives().to(x.dtype)                                       # (J, B)
