@@ -45,12 +45,12 @@ from torch import nn
 from toydiff import checkpoint
 from toydiff.cli import ArgumentParser, int_list, positive_int, run_cli
 from toydiff.config import preset
-from toydiff.data import DATASETS, load_dataset
+from toydiff.data import DATASETS, class_prior, load_dataset
 from toydiff.errors import UserError
 from toydiff.files import write_json
-from toydiff.guidance import guide
+from toydiff.guidance import TRACKERS, guide
 from toydiff.judge import judge_for, predict
-from toydiff.metrics import evaluate, real_reference, real_row
+from toydiff.metrics import evaluate, real_reference, real_row, target_histogram, total_variation
 from toydiff.pipeline import class_rows, generate, next_class, quota_labels
 from toydiff.runtime import resolve_device
 from toydiff.sampling import Sampler
@@ -236,20 +236,15 @@ def case_removal(ctx: "Context") -> dict:
     judge, K = ctx.judge(), ctx.cfg.model.num_classes
     N, ceiling, tracker, lam = ctx.args.n * K, ctx.args.ceiling, ctx.args.tracker, ctx.args.lam
     schedule, sampler = NoiseSchedule.from_config(ctx.cfg.diffusion), Sampler("ddim", 50, eta=ctx.args.eta)
-    prior = torch.bincount(ctx.train_data.tensors[1], minlength=K).double()
-    prior /= prior.sum()
+    prior = class_prior(ctx.train_data.tensors[1], K)
     nulls, seeds = torch.full((N,), K, device=ctx.device), list(range(N))
 
     def histogram(images: torch.Tensor) -> torch.Tensor:
         return torch.bincount(predict(judge, images), minlength=K).double() / len(images)
 
-    def without(p: torch.Tensor, k: int) -> torch.Tensor:
-        p = p.clone()
-        p[k] = 0
-        return p / p.sum()
-
-    def tv(p: torch.Tensor, q: torch.Tensor) -> float:
-        return round(0.5 * float((p - q).abs().sum()), 4)
+    def tv_without(h: torch.Tensor, reference: torch.Tensor, k: int) -> float:
+        """TV of h against `reference` with class k dropped and renormalised."""
+        return round(total_variation(h, target_histogram([-1], [[k]], reference.numpy())), 4)
 
     unguided = histogram(generate(guide(model, nulls, scale=1.0), schedule, sampler, seeds=seeds))
     rows = []
@@ -261,8 +256,8 @@ def case_removal(ctx: "Context") -> dict:
                 "exact baseline": guide(model, quota_labels(prior, N, removed=[k]).to(ctx.device), scale=1.0)}
         for name, g in sets.items():
             h = histogram(generate(g, schedule, sampler, seeds=seeds))
-            rows.append(dict(k=k, set=name, forbidden=round(float(h[k]), 4), tv_model=tv(h, without(unguided, k)),
-                             tv_prior=tv(h, without(prior, k))))
+            rows.append(dict(k=k, set=name, forbidden=round(float(h[k]), 4), tv_model=tv_without(h, unguided, k),
+                             tv_prior=tv_without(h, prior, k)))
             print(f"    k = {k}  {name:<42} forbidden {h[k]:6.1%}  TV to the model's p(x | not k) "
                   f"{rows[-1]['tv_model']:.3f}  TV to the prior {rows[-1]['tv_prior']:.3f}", flush=True)
 
@@ -276,8 +271,8 @@ def case_removal(ctx: "Context") -> dict:
             chain = g.chain(schedule.alpha_bar)
             chain(x, t)                                  # primes the tracker: later calls include its update
             cost[name] = 1e3 * timed(lambda: chain(x, t), ctx.device, repeats=ctx.args.repeats)
-    means = {name: round(sum(r[m] for r in rows if r["set"] == name) / len(classes), 4)
-             for name in dict.fromkeys(r["set"] for r in rows) for m in ("forbidden",)}
+    means = {name: round(sum(r["forbidden"] for r in rows if r["set"] == name) / len(classes), 4)
+             for name in dict.fromkeys(r["set"] for r in rows)}
     return dict(checkpoint_step=step, n_per_k=N, sampler=sampler.label, unguided=unguided.round(decimals=4).tolist(),
                 rows=rows, mean_forbidden=means, guided_step_ms=cost, ratio_two_vs_static=cost["two"] / cost["static"],
                 ratio_all_vs_static=cost["all"] / cost["static"])
@@ -375,7 +370,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--existing", action="store_true",
                    help="time-to-quality: score the kept checkpoints of --run instead of training a fresh run")
     p.add_argument("--ceiling", type=float, default=20.0, help="removal: the posterior-aware scale's ceiling s")
-    p.add_argument("--tracker", choices=("two", "all"), default="two", help="removal: the posterior tracker")
+    p.add_argument("--tracker", choices=TRACKERS, default="two", help="removal: the posterior tracker")
     p.add_argument("--classes", type=int_list, default=None, help="removal: the classes k (default all)")
     p.add_argument("--lam", type=float, default=1.0, help="removal: posterior-aware lambda (1 = exact)")
     p.add_argument("--eta", type=float, default=0.0, help="removal: DDIM eta")

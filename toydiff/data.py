@@ -89,6 +89,12 @@ def _expected_files(name: str, root: str) -> str:
     return f"{', '.join(files)} in {folder}"
 
 
+def class_prior(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(K,) float64 class frequencies of `labels` (N,): the prior a training split gives each class."""
+    counts = torch.bincount(torch.as_tensor(labels).long().cpu(), minlength=num_classes).double()
+    return counts / counts.sum()
+
+
 def load_dataset(name: str, root: str | None = None, train: bool = True,
                  download: bool = False) -> tuple[TensorDataset, DatasetInfo]:
     """Load a dataset split as a TensorDataset (images in [-1, 1], (N, C, H, W); labels int64) and its info.

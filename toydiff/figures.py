@@ -20,8 +20,9 @@ import torch
 
 from . import geometry
 from .checkpoint import Run
-from .data import load_dataset
+from .data import class_prior, load_dataset
 from .guidance import Guided, batched_forward, guide
+from .metrics import target_histogram, total_variation
 from .pipeline import class_rows, generate, next_class, trajectory
 from .sampling import Sampler, randn, seeded_generators
 from .schedule import NoiseSchedule
@@ -169,7 +170,7 @@ def removal_guides(st: Study, k: int, n: int, scales: Sequence[float] = REMOVAL_
     from .pipeline import quota_labels
 
     nulls = torch.full((n,), st.null, device=st.device)
-    prior = torch.bincount(st.train_y, minlength=st.null).double()
+    prior = class_prior(st.train_y, st.null)
     sets = {"unconditional, s = 1": guide(st.model, nulls, scale=1.0)}
     sets.update({f"static, s = {s:g}": guide(st.model, nulls, scale=s, negatives=[(k, 1.0)]) for s in scales})
     sets[f"posterior-aware, lambda = {DYNAMIC_LAMBDA:g}"] = guide(
@@ -189,11 +190,8 @@ def removal_figure(st: Study, path: str, *, k: int, seeds: Sequence[int],
     for name, g in removal_guides(st, k, len(seeds), scales).items():
         freqs[name] = np.bincount(st.classify(generate(g, st.schedule, st.sampler, seeds=list(seeds))),
                                   minlength=K) / len(seeds)
-    own = next(iter(freqs.values())).copy()            # the model's p(x | not k): unguided, k dropped
-    own[k] = 0
-    own /= own.sum()
-    result = {name: (f, math.nan if i == 0 else 0.5 * float(np.abs(f - own).sum()))
-              for i, (name, f) in enumerate(freqs.items())}
+    own = target_histogram([-1], [[k]], next(iter(freqs.values())))     # the model's p(x | not k): unguided, k dropped
+    result = {name: (f, math.nan if i == 0 else total_variation(f, own)) for i, (name, f) in enumerate(freqs.items())}
     viz.plot_removal(path, freqs=[(name, f, tv) for name, (f, tv) in result.items()], class_names=st.class_names,
                      k=k, n=len(seeds))
     return result

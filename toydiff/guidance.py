@@ -193,11 +193,11 @@ class PosteriorChain:
         eps = eps_pos + sum_j w_j (eps_pos - eps(k_j)),   w_j = lambda p_j / (1 - P),   p_j = p_t(k_j | x_t),
                                                           P = sum_j p_j
 
-    exact for pos = null and lambda = 1 (in score form the push lambda p/(1 - p) (grad log p_t - grad log p_t(x|k)) is
-    lambda grad log(1 - p_t(k|x_t)): each noise level is tilted by (1 - p_t(k|x_t))^lambda). With one negative it is static guidance with the scale s_t = 1 +
-    lambda P / (1 - P): large only while the sample still looks like k. sum_j w_j is clipped to s - 1 (the Guided's scale s
-    is the ceiling) and is 0 outside the guidance interval. For a positive class c the same push is a heuristic:
-    away from k only while x_t looks like k rather than like c.
+    exact for pos = null and lambda = 1 (in score form the push lambda p/(1 - p) (grad log p_t - grad log p_t(x|k))
+    is lambda grad log(1 - p_t(k|x_t)): each noise level is tilted by (1 - p_t(k|x_t))^lambda). With one negative it
+    is static guidance with the scale s_t = 1 + lambda P / (1 - P): large only while the sample still looks like k.
+    sum_j w_j is clipped to s - 1 (the Guided's scale s is the ceiling) and is 0 outside the guidance interval. For a
+    positive class c the same push is a heuristic: away from k only while x_t looks like k rather than like c.
 
     How p_t(k | x_t) is carried. In the forward process c -> x_0 -> x_1 -> ... -> x_T is a Markov chain, so
     p(c | x_t, ..., x_T) = p(c | x_t), and Bayes' rule over one reverse step t -> t' gives
@@ -243,12 +243,12 @@ class PosteriorChain:
         ll = -((x - mean) ** 2).flatten(2).sum(-1).double() / (2 * var)     # (M, B), up to a shared constant
         self.log_p = (self.log_p + ll).log_softmax(0)
 
-    def _rows(self, eps_pos: torch.Tensor, eps_refs: Sequence[torch.Tensor], x: torch.Tensor,
+    def _rows(self, eps_pos: torch.Tensor, eps_refs: Sequence[torch.Tensor], p: torch.Tensor, x: torch.Tensor,
               abar: float) -> torch.Tensor:
         """x0_hat of each tracked row (M, B, C, H, W) for the two-branch tracker. For removal row 0 is "rest": the
         null prediction is the posterior mean of the class predictions, eps_null = sum_c p_c eps_c, so the mean of
         the classes that are not negatives is (eps_null - sum_j p_j eps(k_j)) / (1 - P), no extra branch needed."""
-        p = self.negatives().to(x.dtype)[..., None, None, None]                # (J, B, 1, 1, 1)
+        p = p.view(*p.shape, *[1] * (x.dim() - 1))                            # (J, B, 1, 1, 1)
         refs = torch.stack(list(eps_refs))
         rest = (eps_pos - (p * refs).sum(0)) / (1 - p.sum(0)).clamp_min(1e-6)
         first = torch.where(self.removal.view(-1, *[1] * (x.dim() - 1)), rest, eps_pos)
@@ -265,6 +265,7 @@ class PosteriorChain:
         abar = self.alpha_bar[int(t[0])]                                   # one t per chain step
         if self.prev is not None:
             self._observe(x, abar)
+        p = self.negatives().to(x.dtype)                                       # (J, B) p_t(k_j | x_t)
         if g.tracker == "all":                        # pos and every class in one forward; eps(k_j) picked out
             K = g.model.cfg.num_classes
             classes = torch.arange(K, device=x.device)[:, None].expand(K, B)
@@ -274,10 +275,9 @@ class PosteriorChain:
             x0 = x0_from_eps(x, tracked, abar)
         else:
             eps_pos, *eps_refs = g.branches(x, t)
-            x0 = self._rows(eps_pos, eps_refs, x, abar)
+            x0 = self._rows(eps_pos, eps_refs, p, x, abar)
         self.prev = (x, abar, x0.clamp(-1, 1))          # as the samplers clip theirs: at t ~ T an unclipped x0_hat
                                                         # is noise / sqrt(abar_t) and would decide p at the first step
-        p = self.negatives().to(x.dtype)                                       # (J, B)
         P = p.sum(0)
         s = g.scales(t)
         if g.dynamic is None:                         # static guidance, tracked for the figures

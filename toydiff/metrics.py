@@ -127,14 +127,14 @@ class RealReference:
 def real_reference(judge: Judge, *, dataset: str, data_dir: str | None = None, max_train: int = 2000,
                    seed: int = 0) -> RealReference:
     """Features of the real test split, plus up to `max_train` real training images (fixed seed)."""
-    from .data import load_dataset
+    from .data import class_prior, load_dataset
 
     test, info = load_dataset(dataset, data_dir, train=False)
     train, _ = load_dataset(dataset, data_dir, train=True)
     x, y = test.tensors
     tx, ty = train.tensors
     pick = torch.randperm(len(tx), generator=torch.Generator().manual_seed(seed))[:max_train]
-    prior = np.bincount(ty.numpy(), minlength=info.num_classes) / len(ty)
+    prior = class_prior(ty, info.num_classes).numpy()
     return RealReference(features(judge, x).numpy(), y.numpy(), info.num_classes,
                          features(judge, tx[pick]).numpy(), ty[pick].numpy(), prior)
 
@@ -156,12 +156,17 @@ def target_histogram(labels: np.ndarray, removed: np.ndarray, prior: np.ndarray)
     return rows.mean(0)
 
 
+def total_variation(p, q) -> float:
+    """1/2 sum_c |p_c - q_c| of two class histograms (K,)."""
+    return 0.5 * float(np.abs(np.asarray(p, dtype=np.float64) - np.asarray(q, dtype=np.float64)).sum())
+
+
 def fidelity(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """(TV, KL(target || generated)) of the judged classes against `target` (K,); generated smoothed by 1/2 count."""
     K, n = len(target), len(pred)
     counts = np.bincount(np.asarray(pred), minlength=K)[:K]
     gen = (counts + 0.5) / (n + 0.5 * K)
-    tv = 0.5 * float(np.abs(counts / max(n, 1) - target).sum())
+    tv = total_variation(counts / max(n, 1), target)
     kl = float(np.sum(np.where(target > 0, target * np.log(np.maximum(target, 1e-300) / gen), 0.0)))
     return tv, kl
 
@@ -230,21 +235,20 @@ def evaluate_samples(samples: Samples, judge: Judge, real: RealReference) -> dic
     negative-class rate is measured against the negatives of `samples.neg_rate_from(set)` (same labels, same
     seeds: for an unguided set, the rate without the push)."""
     result = {"judge_test_accuracy": judge.test_accuracy, "sets": {}}
-    unguided = samples.unconditional()
-    model_freqs = None
-    if unguided is not None:
-        model_freqs = class_frequencies(predict(judge, samples.images(unguided)).numpy(), real.num_classes)
     for name in samples.names:
         baseline = samples.neg_rate_from(name)
         row = evaluate(judge, samples.images(name), samples.of(name, "labels"), samples.of(baseline, "negatives"),
                        real, removed=samples.of(name, "negatives"))
         row["negatives_from"] = baseline
-        removed = samples.of(name, "negatives")
-        if model_freqs is not None and (removed >= 0).any():
-            target = target_histogram(-np.ones(len(removed), np.int64), removed, model_freqs)
-            row["tv_model"] = 0.5 * float(np.abs(np.asarray(row["frequencies"]) - target).sum())
-            row["model_reference"] = unguided
         result["sets"][name] = row
+    unguided = samples.unconditional()
+    if unguided is not None:                   # the model's own p(x | not k): its unguided classes, k dropped
+        model_freqs = np.asarray(result["sets"][unguided]["frequencies"])
+        for name, row in result["sets"].items():
+            removed = samples.of(name, "negatives")
+            if (removed >= 0).any():
+                target = target_histogram(-np.ones(len(removed), np.int64), removed, model_freqs)
+                row["tv_model"], row["model_reference"] = total_variation(row["frequencies"], target), unguided
     if samples.names:
         result["real"] = real_row(real, labels=samples.of(samples.names[0], "labels"))
     return result

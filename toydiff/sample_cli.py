@@ -39,8 +39,7 @@ from .schedule import NoiseSchedule
 DEFAULTS = dict(run="runs/digits", ckpt=None, device="auto", weights="ema", cls="all", negative=[], scale=3.0,
                 sampler="ddim", sample_steps=None, eta=0.0, n=8, seed=0, out=None, batch_size=256, ref_ckpt=None,
                 interval=None, rescale=0.0, dynamic=None, dynamic_max=20.0, tracker="two", figures=None, cloud_n=300,
-                eval=None, sweep=False, sweep_n=20,
-                sweep_scales=None)
+                eval=None, sweep=False, sweep_n=20, sweep_scales=None)
 _RUN = {"run", "ckpt", "device"}
 _SAMPLER = {"weights", "sampler", "sample_steps", "eta", "seed", "out", "batch_size"}
 MODES = {                                   # mode -> the flags it uses; every other flag is refused in that mode
@@ -88,8 +87,8 @@ def build_parser() -> ArgumentParser:
     modes = p.add_argument_group("modes (at most one; default: sample)").add_mutually_exclusive_group()
     modes.add_argument("--figures", choices=("all", *FIGURES),
                        help="write these tutorial figures (default --out figures/) instead of sample grids; "
-                            "--class and --negative pick the pos/neg pair (default: digits 0 and 6, else computed from the "
-                            "data and printed), --n the grid row length")
+                            "--class and --negative pick the pos/neg pair (default: digits 0 and 6, else computed "
+                            "from the data and printed), --n the grid row length")
     modes.add_argument("--sweep", action="store_true", default=None,
                        help="metrics against s for cfg, negative, autoguidance and interval guidance -> "
                             "figures/sweep.png + sweep.json (--out overrides)")
@@ -191,13 +190,12 @@ def sample(args: argparse.Namespace) -> None:
         evaluate_file(path, run.cfg, run_dir, device=device)
 
 
-def class_prior(cfg) -> "np.ndarray":
+def class_prior(cfg) -> torch.Tensor:
     """(K,) class frequencies of the run's training split (the exact removal baseline draws its labels from it)."""
-    import numpy as np
+    from . import data
 
-    from .data import load_dataset
-    data, info = load_dataset(cfg.train.dataset, cfg.train.data_dir)
-    return np.bincount(data.tensors[1].numpy(), minlength=info.num_classes) / len(data)
+    train, info = data.load_dataset(cfg.train.dataset, cfg.train.data_dir)
+    return data.class_prior(train.tensors[1], info.num_classes)
 
 
 def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch.nn.Module | None,
@@ -210,7 +208,7 @@ def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch
     check_interval(args.interval, T)
     common = dict(interval=args.interval, rescale=args.rescale)
     negatives = list(args.negative)
-    dynamic = dict(scale=args.dynamic_max, negatives=negatives, dynamic=args.dynamic, tracker=args.tracker, **common)
+    dynamic = dict(scale=args.dynamic_max, dynamic=args.dynamic, tracker=args.tracker, **common)   # + negatives
     if args.cls == "none":
         if args.dynamic is not None and not negatives:
             raise UserError("--dynamic pushes away from negative classes: give --negative K")
@@ -221,7 +219,7 @@ def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch
         if negatives:
             sets.append(SampleSet("removal", guide(model, labels, scale=args.scale, negatives=negatives, **common)))
             if args.dynamic is not None:
-                sets.append(SampleSet("dynamic", guide(model, labels, **dynamic)))
+                sets.append(SampleSet("dynamic", guide(model, labels, negatives=negatives, **dynamic)))
             exact = quota_labels(prior, args.n, removed=[k for k, _ in negatives]).to(labels.device)
             sets.append(SampleSet("exact", guide(model, exact, scale=1.0, negatives=[(k, 1.0) for k, _ in negatives])))
         return sets
@@ -236,7 +234,7 @@ def plan_sets(args: argparse.Namespace, model: torch.nn.Module, ref_model: torch
             SampleSet("cfg", guide(model, labels, scale=args.scale, **common), "negative"),
             SampleSet("negative", guide(model, labels, scale=args.scale, negatives=negatives, **common))]
     if args.dynamic is not None:
-        sets.append(SampleSet("dynamic", guide(model, labels, **{**dynamic, "negatives": negatives})))
+        sets.append(SampleSet("dynamic", guide(model, labels, negatives=negatives, **dynamic)))
     if ref_model is not None:
         sets.append(SampleSet("autoguidance", guide(model, labels, scale=args.scale, ref_model=ref_model, **common),
                               "negative"))

@@ -85,7 +85,6 @@ class Samples:
             return name
         return other
 
-
     def unconditional(self) -> str | None:
         """The unguided unconditional set (every label -1, no negatives, s = 1), if the file holds one."""
         for name in self.names:

@@ -131,8 +131,8 @@ def format_table(result: dict) -> str:
     rows = list(result["sets"].items()) + ([("real (train)", result["real"])] if "real" in result else [])
     for name, r in rows:
         lines.append(f"{name:<14}{r['n']:>5}{_fmt(r['accuracy'], True):>10}{_fmt(r['neg_rate'], True):>10}"
-                     f"{_fmt(r.get('tv', math.nan)):>7}{_fmt(r.get('tv_model', math.nan)):>10}{_fmt(r['fid']):>8}{_fmt(r['fid_class_mean']):>11}"
-                     f"{_fmt(r['diversity']):>11}")
+                     f"{_fmt(r.get('tv', math.nan)):>7}{_fmt(r.get('tv_model', math.nan)):>10}{_fmt(r['fid']):>8}"
+                     f"{_fmt(r['fid_class_mean']):>11}{_fmt(r['diversity']):>11}")
     notes = [f"judge test accuracy {100 * result['judge_test_accuracy']:.2f}% (real test split)"]
     borrowed = {n: r["negatives_from"] for n, r in result["sets"].items() if r.get("negatives_from") not in (None, n)}
     if borrowed:
@@ -143,7 +143,7 @@ def format_table(result: dict) -> str:
         notes.append(f"TV-model: against the '{models.pop()}' set's classes with the set's negatives removed "
                      "(the model's own p(x | not k)); TV: against the training prior without them")
     for name, r in result["sets"].items():
-        if math.isnan(r["accuracy"]) or name == "exact":                  # unconditional / removal: what classes came out
+        if math.isnan(r["accuracy"]) or "tv_model" in r:   # unconditional / removal sets: what classes came out
             freqs = " ".join(f"{c}:{100 * p:.0f}%" for c, p in enumerate(r["frequencies"]))
             notes.append(f"{name} class frequencies {freqs}")
     return "\n".join(lines + notes)
