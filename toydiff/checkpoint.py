@@ -5,6 +5,8 @@ Layout (FORMAT_VERSION 1):
      "model": state_dict, "ema": state_dict, "ema_updates": int,
      "optimizer": state_dict, "scheduler": state_dict, "rng": {name: ByteTensor}}
 
+A shipped weights file (`weights.py`) keeps "config", "step" and "ema" only, plus "provenance".
+
 `torch.load(weights_only=True)` only rebuilds tensors and plain containers; it never runs code from the
 file, so a checkpoint from a stranger is data, not a program. A file that needs anything else is refused.
 """
@@ -42,6 +44,23 @@ def locate(run_dir: str, ckpt: str | None = None) -> tuple[str, str]:
     if ckpt is None:
         return os.path.join(run_dir, CKPT_FILE), run_dir
     return ckpt, os.path.dirname(ckpt) or "."
+
+
+def judge_name(ckpt_path: str) -> str:
+    """The file name of the judge cached beside a checkpoint: judge.pt in a run folder (ckpt.pt, ckpt_step{N}.pt),
+    <name>.judge.pt beside a standalone weights file <name>.pt (weights/ holds several datasets)."""
+    name = os.path.basename(ckpt_path)
+    if name == CKPT_FILE or re.fullmatch(r"ckpt_step\d+\.pt", name):
+        return "judge.pt"
+    return os.path.splitext(name)[0] + ".judge.pt"
+
+
+def default_out(ckpt_path: str, run_dir: str) -> str:
+    """Where sample.py writes when no --out is given: <run>/samples for a run's checkpoint, and for a standalone
+    weights file <name>.pt runs/weights/<name>/samples (never into weights/, which a clone ships, nor into a run)."""
+    if judge_name(ckpt_path) == "judge.pt":
+        return os.path.join(run_dir, "samples")
+    return os.path.join("runs", "weights", os.path.splitext(os.path.basename(ckpt_path))[0], "samples")
 
 
 def kept_checkpoints(run_dir: str) -> list[tuple[int, str]]:
@@ -152,7 +171,7 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict:
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found; train one with `python train.py`, or name another")
     ckpt = read(path, map_location)
-    for key in ("config", "model", "ema", "step"):
+    for key in ("config", "ema", "step"):            # "model" and the training state: training runs only
         if key not in ckpt:
             raise UserError(f"{path} is missing {key!r}: not a complete toydiff checkpoint")
     if not isinstance(ckpt["step"], int) or isinstance(ckpt["step"], bool) or ckpt["step"] < 0:
@@ -185,13 +204,17 @@ class Run:
 
 
 def model_from(ckpt: dict, path: str, device: str | torch.device = "cpu", weights: str = "ema") -> Run:
-    """Rebuild the UNet stored in a loaded checkpoint `ckpt` (read from `path`)."""
-    from .unet import UNet
+    """Rebuild the model (UNet or MLP, by the config's `kind`) stored in a loaded checkpoint `ckpt` (read from
+    `path`)."""
+    from .models import build_model
 
     if weights not in ("ema", "model"):
         raise UserError(f"weights must be 'ema' or 'model', got {weights!r}")
+    if weights not in ckpt:
+        raise UserError(f"{path} holds only {', '.join(k for k in ('ema', 'model') if k in ckpt)} weights (a "
+                        f"shipped weights file keeps the EMA ones); drop --weights {weights}")
     cfg = config_of(ckpt)
-    model = UNet(cfg.model)
+    model = build_model(cfg.model)
     try:
         model.load_state_dict(ckpt[weights])
     except (RuntimeError, TypeError, AttributeError) as err:
@@ -214,7 +237,7 @@ def load_reference(path: str, like: Config, device: str | torch.device = "cpu", 
     ref = load_run(path, device=device, weights=weights)
 
     def task(c: Config) -> tuple:
-        return c.model.num_classes, c.model.in_channels, c.model.image_size, c.diffusion
+        return c.model.num_classes, c.model.data_shape, c.diffusion
     if task(ref.cfg) != task(like):
         raise UserError(f"the autoguidance reference {path} has other classes, image shape or noise schedule than "
                         "the model it guides; autoguidance needs the same task")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import geometry
+from . import checkpoint
 from .checkpoint import Run
 from .data import class_prior, load_dataset
 from .guidance import Guided, batched_forward, guide
@@ -46,7 +47,8 @@ class Study:
     model: torch.nn.Module
     schedule: NoiseSchedule
     sampler: Sampler                     # resolved for the model's T
-    run_dir: str                         # where judge.pt is cached
+    run_dir: str                         # where the judge is cached
+    judge_name: str                      # its file name there (`checkpoint.judge_name`)
     dataset: str
     data_dir: str | None
     class_names: tuple[str, ...]
@@ -64,7 +66,8 @@ class Study:
         train, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True)
         x, y = train.tensors
         return cls(model=run.model, schedule=NoiseSchedule.from_config(cfg.diffusion),
-                   sampler=sampler.resolve(cfg.diffusion.timesteps), run_dir=run_dir, dataset=cfg.train.dataset,
+                   sampler=sampler.resolve(cfg.diffusion.timesteps), run_dir=run_dir,
+                   judge_name=checkpoint.judge_name(run.path), dataset=cfg.train.dataset,
                    data_dir=cfg.train.data_dir, class_names=info.class_names, train_x=x, train_y=y,
                    plane=geometry.fit_plane(x), means=geometry.class_means(x, y, info.num_classes),
                    device=next(run.model.parameters()).device)
@@ -78,6 +81,7 @@ class Study:
         if self._judge is None:
             from .judge import judge_for
             self._judge = judge_for(self.run_dir, dataset=self.dataset, data_dir=self.data_dir,
+                                    name=self.judge_name,
                                     device=self.device)
         return self._judge
 

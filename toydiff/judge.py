@@ -224,12 +224,13 @@ def load_judge(path: str, *, dataset: str | None = None, device: str | torch.dev
 
 
 def judge_for(run_dir: str | None, *, dataset: str, data_dir: str | None = None, device="cpu",
-              seed: int = 0, verbose: bool = True) -> Judge:
-    """The judge for `dataset`: <run_dir>/judge.pt if present, else trained on the real training split,
-    scored on the real test split, and saved there (run_dir None: not cached). Returned in eval mode."""
+              seed: int = 0, verbose: bool = True, name: str = JUDGE_FILE) -> Judge:
+    """The judge for `dataset`: <run_dir>/<name> if present, else trained on the real training split,
+    scored on the real test split, and saved there (run_dir None: not cached). Returned in eval mode.
+    `name`: judge.pt in a run folder, `checkpoint.judge_name` beside a shipped weights file."""
     from .data import load_dataset
 
-    path = os.path.join(run_dir, JUDGE_FILE) if run_dir is not None else None
+    path = os.path.join(run_dir, name) if run_dir is not None else None
     if path is not None and os.path.isfile(path):
         judge = load_judge(path, dataset=dataset, device=device)
         if verbose:

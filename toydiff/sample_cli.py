@@ -167,7 +167,7 @@ def sample(args: argparse.Namespace) -> None:
     prior = class_prior(run.cfg) if args.cls == "none" and args.negative else None
     sets = plan_sets(args, run.model, ref.model if ref else None, run.cfg.diffusion.timesteps, prior)
     seeds = seed_range(args.seed, len(sets[0].guided.pos))
-    out = writable_dir(args.out or os.path.join(run_dir, "samples"), what="output folder (--out)")
+    out = writable_dir(args.out or checkpoint.default_out(run.path, run_dir), what="output folder (--out)")
 
     schedule = NoiseSchedule.from_config(run.cfg.diffusion)
     results = []
@@ -187,7 +187,7 @@ def sample(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
     if args.eval:
         from .study_cli import evaluate_file
-        evaluate_file(path, run.cfg, run_dir, device=device)
+        evaluate_file(path, run.cfg, run.path, run_dir, device=device)
 
 
 def class_prior(cfg) -> torch.Tensor:

@@ -79,7 +79,8 @@ def make_sweep(args: argparse.Namespace) -> dict:
                       scales=args.sweep_scales or sweep.SCALES, n_per_class=args.sweep_n, seed=args.seed,
                       interval=args.interval)
     out = writable_dir(args.out or "figures", what="output folder (--out)")
-    judge = judges.judge_for(run_dir, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir, device=device)
+    judge = judges.judge_for(run_dir, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir, device=device,
+                             name=checkpoint.judge_name(run.path))
     real = real_reference(judge, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir)
     lo, hi = plan.interval
     print(f"sweep: {run.path} (step {run.step}); {args.sweep_n} per class x {run.cfg.model.num_classes} classes, "
@@ -99,15 +100,16 @@ def evaluate_existing(args: argparse.Namespace) -> dict:
     """`--eval FILE`: score an existing samples.npz with the judge of the run's dataset, sampling nothing."""
     ckpt_path, run_dir = checkpoint.locate(args.run, args.ckpt)
     cfg = checkpoint.config_of(checkpoint.load(ckpt_path))
-    return evaluate_file(args.eval, cfg, run_dir, device=resolve_device(args.device))
+    return evaluate_file(args.eval, cfg, ckpt_path, run_dir, device=resolve_device(args.device))
 
 
-def evaluate_file(npz_path: str, cfg: Config, run_dir: str, *, device: torch.device) -> dict:
-    """Score a samples.npz with the judge of `cfg`'s dataset (cached as <run_dir>/judge.pt), print the table and
-    write metrics.json beside the samples."""
+def evaluate_file(npz_path: str, cfg: Config, ckpt_path: str, run_dir: str, *, device: torch.device) -> dict:
+    """Score a samples.npz with the judge of `cfg`'s dataset (cached beside the checkpoint `ckpt_path` in
+    `run_dir`, `checkpoint.judge_name`), print the table and write metrics.json beside the samples."""
     m = cfg.model
     found = samples.read(npz_path, shape=(m.in_channels, m.image_size, m.image_size), num_classes=m.num_classes)
-    judge = judges.judge_for(run_dir, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir, device=device)
+    judge = judges.judge_for(run_dir, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir, device=device,
+                             name=checkpoint.judge_name(ckpt_path))
     real = real_reference(judge, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir)
     result = {**evaluate_samples(found, judge, real), "samples": os.path.abspath(npz_path)}
     path = os.path.join(os.path.dirname(os.path.abspath(npz_path)), "metrics.json")
