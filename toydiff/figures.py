@@ -28,7 +28,7 @@ from .pipeline import class_rows, generate, next_class, trajectory
 from .sampling import Sampler, randn, seeded_generators
 from .schedule import NoiseSchedule
 
-FIGURES = ("means", "trajectories", "alignment", "removal", "posterior", "grids", "denoising", "plane")
+FIGURES = ("hero", "means", "trajectories", "alignment", "removal", "posterior", "grids", "denoising", "plane")
 ANIMATIONS = ("denoising", "plane")     # written as .gif, the rest as .png
 FIXED_PAIRS = {"digits": (0, 6)}        # chosen by eye (a 0 and a 6 share a loop, yet their means lie apart on the
                                         # plane) before the rule of `geometry.default_pair`; kept so figures/ rebuilds
@@ -39,6 +39,11 @@ REMOVAL_SCALES = (2.0, 3.0, 5.0)
 DYNAMIC_LAMBDA, DYNAMIC_CEILING = 1.0, 20.0   # posterior-aware removal in the figures: exact lambda, ceiling of s_t
 POSTERIOR_CHAINS = 100                  # chains per method in posterior.png
 EXACT_MAX_POINTS = 5000                  # D* sums over at most this many training points (a fixed subset)
+HERO_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+HERO_PER_CLASS = 2                      # seeds per class row in hero.png
+MIN_ALPHA_BAR = 1e-3                    # the animations start at the first step with abar_t >= this: below it
+                                        # x0_hat = (x_t - sqrt(1 - abar) eps_hat) / sqrt(abar) magnifies the net's
+                                        # eps error by 1 / sqrt(abar) > 30 (digits, cosine: t >= 979 of 999)
 
 
 @dataclass
@@ -67,7 +72,7 @@ class Study:
         x, y = train.tensors
         return cls(model=run.model, schedule=NoiseSchedule.from_config(cfg.diffusion),
                    sampler=sampler.resolve(cfg.diffusion.timesteps), run_dir=run_dir,
-                   judge_name=checkpoint.judge_name(run.path), dataset=cfg.train.dataset,
+                   judge_name=checkpoint.judge_name(run.path, cfg.train.dataset), dataset=cfg.train.dataset,
                    data_dir=cfg.train.data_dir, class_names=info.class_names, train_x=x, train_y=y,
                    plane=geometry.fit_plane(x), means=geometry.class_means(x, y, info.num_classes),
                    device=next(run.model.parameters()).device)
@@ -240,6 +245,36 @@ def grids_figure(st: Study, path: str, *, classes: Sequence[int], negatives: Seq
     viz.plot_grids(path, grids=grids, nrow=n, row_names=[f"class {st.class_names[c]}" for c in classes])
 
 
+def hero_figure(st: Study, path: str, *, per_class: int, seed: int,
+                scales: Sequence[float] = HERO_SCALES) -> dict:
+    """figures/hero.png: the same seeds at every s in `scales`, CFG (ref = null) beside negative guidance (row c:
+    ref = class (c + 1) mod K, as grids.png), one row per class; returns {(method, s): (fraction judged as the row's
+    class, fraction judged as its negative)} over the K x per_class samples."""
+    from . import viz
+
+    labels = class_rows(st.null, per_class, st.device)
+    negs = next_class(labels, st.null)
+    seeds = list(range(seed, seed + len(labels)))
+    names = st.class_names
+    panels, judged = [], {}
+    for method, negative in (("CFG", None), ("negative", negs)):
+        images = []
+        for s in scales:
+            x = st.sample(labels, seeds, scale=s, negative=negative)
+            c = st.classify(x)
+            judged[method, s] = (float((c == labels.cpu().numpy()).mean()), float((c == negs.cpu().numpy()).mean()))
+            images.append(x.cpu())
+        panels.append(torch.stack(images))                                       # (S, N, C, H, W)
+    K = len(names)
+    viz.plot_hero(path, panels=[("CFG: ref = null (the unconditional prediction)", panels[0]),
+                                ("negative: ref = class k = (c + 1) mod K", panels[1])],
+                  scales=scales, per_row=per_class,
+                  row_names=[[f"c = {names[c]}" for c in range(K)], [f"k = {names[(c + 1) % K]}" for c in range(K)]],
+                  title=f"eps = eps_ref + s (eps_c - eps_ref): the same {per_class} seeds per row in every column; "
+                        "s = 0 is the reference, s = 1 the class c unguided")
+    return judged
+
+
 @torch.no_grad()
 def _follow(st: Study, guided: Guided, seeds: Sequence[int], ref: torch.Tensor | None = None
             ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -262,10 +297,22 @@ def _follow(st: Study, guided: Guided, seeds: Sequence[int], ref: torch.Tensor |
     return ts, torch.stack(states), torch.stack(x0s), torch.stack(ds) if ds else None
 
 
+def _first_readable(st: Study, ts: Sequence[int]) -> tuple[int, str]:
+    """The index of the first sampling step the animations show, the first with abar_t >= MIN_ALPHA_BAR (ts runs
+    from T-1 down, so abar_t grows along it and the hidden steps are a prefix), and the sentence that says so."""
+    ab = st.schedule.alpha_bar[list(ts)]
+    first = int((ab < MIN_ALPHA_BAR).sum())
+    if first == 0:
+        return 0, "every step shown"
+    return first, (f"steps at t >= {ts[first - 1]} ({first} of {len(ts)}) not shown: there "
+                   f"$\\bar\\alpha_t$ < {MIN_ALPHA_BAR:g} and $\\hat x_0$ magnifies the net's error by "
+                   f"$1/\\sqrt{{\\bar\\alpha_t}}$ > {MIN_ALPHA_BAR ** -0.5:.1f}")
+
+
 def denoising_animation(st: Study, path: str, *, scale: float, per_class: int, seed: int) -> None:
     """figures/denoising.gif: x_t and x0_hat at every sampling step for s = 1, CFG and negative guidance (row c
-    avoids c + 1), the same seeds in every column."""
-    from . import viz
+    avoids c + 1), the same seeds in every column; from the first step where abar_t >= MIN_ALPHA_BAR."""
+    from . import animate
 
     labels = class_rows(st.null, per_class, st.device)
     seeds = list(range(seed, seed + len(labels)))
@@ -274,13 +321,22 @@ def denoising_animation(st: Study, path: str, *, scale: float, per_class: int, s
             (f"negative s = {scale:g}", guide(st.model, labels, scale=scale,
                                               negatives=[(next_class(labels, st.null), 1.0)]))]
     runs = [(name, *_follow(st, g, seeds)[:3]) for name, g in sets]
-    viz.animate_denoising(path, sets=[(name, xs, x0s) for name, _, xs, x0s in runs], ts=runs[0][1], nrow=per_class)
+    ts = runs[0][1]
+    first, skipped = _first_readable(st, ts)
+    animate.animate_denoising(
+        path, sets=[(name, xs[first:], x0s[first:]) for name, _, xs, x0s in runs], ts=ts[first:],
+        alpha_bar=st.schedule.alpha_bar[ts[first:]].tolist(), n_steps=len(ts), nrow=per_class,
+        row_names=[f"class {c}" for c in st.class_names],
+        row_means=st.means[:-1].reshape(len(st.class_names), *runs[0][2].shape[2:]),
+        note=f"same seeds in every column; negative: row c has ref = class (c + 1) mod {len(st.class_names)}\n"
+             f"{skipped}")
 
 
 def plane_animation(st: Study, path: str, *, pos: int, neg: int, scale: float, seeds: Sequence[int]) -> None:
     """figures/plane.gif: the x0_hat clouds of class pos moving on the PCA plane, s = 1, CFG and negative
-    guidance, with the push (s - 1) d of each guided cloud drawn from its mean."""
-    from . import viz
+    guidance, with the push (s - 1) d of each guided cloud drawn from its mean at every shown step (from the first
+    where abar_t >= MIN_ALPHA_BAR)."""
+    from . import animate
 
     labels = torch.full((len(seeds),), pos, device=st.device)
     clouds = []
@@ -290,13 +346,17 @@ def plane_animation(st: Study, path: str, *, pos: int, neg: int, scale: float, s
                            dict(scale=scale, negatives=[(neg, 1.0)]))):
         ts, _, x0s, d = _follow(st, guide(st.model, labels, **kw), seeds,
                                 None if ref is None else torch.full_like(labels, ref))
+        first, skipped = _first_readable(st, ts)
+        x0s = x0s[first:]
         pts = np.stack([st.plane.project(x) for x in x0s])                                  # (S, M, 2)
         push = None
         if d is not None:                     # the plane is affine: P(a + v) - P(a) is v's linear image
-            mean_x0, mean_push = x0s.mean(1), (scale - 1) * d.mean(1)                    # (S, C, H, W)
+            mean_x0, mean_push = x0s.mean(1), (scale - 1) * d[first:].mean(1)             # (S, C, H, W)
             push = st.plane.project(mean_x0 + mean_push) - st.plane.project(mean_x0)     # (S, 2)
         clouds.append((name, pts, push))
-    viz.animate_plane(path, **st.backdrop(), pos=pos, neg=neg, clouds=clouds, ts=ts)
+    animate.animate_plane(path, **st.backdrop(), pos=pos, neg=neg, clouds=clouds, ts=ts[first:],
+                          alpha_bar=st.schedule.alpha_bar[ts[first:]].tolist(), n_steps=len(ts),
+                          note=skipped + ".")
 
 
 def make_figures(st: Study, which: Sequence[str], *,
@@ -315,7 +375,11 @@ def make_figures(st: Study, which: Sequence[str], *,
     written = []
     for name in which:
         path = os.path.join(out, f"{name}.{'gif' if name in ANIMATIONS else 'png'}")
-        if name == "means":
+        if name == "hero":
+            for (method, s), (acc, rate) in hero_figure(st, path, per_class=HERO_PER_CLASS, seed=seed).items():
+                print(f"  hero {method} s = {s:g}: judged as the row's class {acc:.0%}, as its negative "
+                      f"(c + 1) {rate:.0%} of {HERO_PER_CLASS * len(names)}")
+        elif name == "means":
             for cloud_name, (acc, rate) in means_figure(st, path, pos=pos, neg=neg, scale=scale, seeds=cloud).items():
                 print(f"  {cloud_name}: judged {names[pos]} {acc:.1%}, judged {names[neg]} {rate:.1%} of {cloud_n}")
         elif name == "trajectories":

@@ -1,7 +1,10 @@
 """Every matplotlib figure of toydiff (the only module that imports matplotlib; Agg backend, files only).
 
-Each `plot_*` takes arrays already computed (by `geometry.py` / `figures.py`) and writes one PNG.
-Colours are fixed across figures: data classes in faint tab10, s = 1 grey, CFG blue, negative guidance red.
+Each `plot_*` takes arrays already computed (by `geometry.py` / `figures.py`) and writes one PNG; the GIFs are
+drawn by `animate.py` with the same helpers. Conventions shared by every figure:
+- colours: data classes in faint tab10 (class c always tab10 colour c), s = 1 grey, CFG blue, negative guidance red;
+- time runs in sampling order, t = T-1 (pure noise) on the left to t = 0 (clean) on the right;
+- no arrow is dropped: `_arrow` shortens one that would leave a fixed view and writes its true length.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .geometry import Alignment  # noqa: E402
 
 NONE_C, CFG_C, NEG_C = "#555555", "#1f5fbf", "#d62728"
 DPI = 130
+TIME_LABEL = "timestep t, in sampling order (T-1 = pure noise on the left, 0 = clean on the right)"
 
 
 def _save(fig, path: str) -> None:
@@ -51,10 +55,47 @@ def _plane(ax, data2d: np.ndarray, labels: np.ndarray, means2d: np.ndarray, clas
     ax.grid(alpha=0.2)
 
 
-def _arrow(ax, start: np.ndarray, end: np.ndarray, color: str, label: str) -> None:
-    ax.annotate("", xy=end, xytext=start, zorder=7,
-                arrowprops=dict(arrowstyle="-|>", color=color, lw=2.8, mutation_scale=18))
-    ax.plot([], [], color=color, lw=2.8, label=label)
+ARROW_MARGIN = 0.03          # an arrow shortened to a fixed view ends this fraction of the view inside its edge
+
+
+def _arrow(ax, start: np.ndarray, end: np.ndarray, color: str, label: str | None, *,
+           max_length: float | None = None,     # data units; a longer arrow is drawn this long
+           lw: float = 2.8, alpha: float = 1.0) -> float:
+    """An arrow start -> end that is always drawn: matplotlib's `annotate` silently drops one whose head leaves
+    the axes. On autoscaling axes the view grows to hold it. On fixed limits (`set_xlim` / `set_ylim` called
+    first), or when it is longer than `max_length`, it is drawn shortened along its own direction so that its head
+    stays in view, and its true length is written at the head. Returns the fraction of its length drawn (1: all)."""
+    start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+    v = end - start
+    length = float(np.hypot(*v))
+    frac = 1.0
+    if ax.get_autoscalex_on() and ax.get_autoscaley_on():
+        ax.update_datalim(np.stack([start, end]))
+        ax.autoscale_view()
+    else:
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        margin = ARROW_MARGIN * np.array([x1 - x0, y1 - y0])
+        lo, hi = np.array([x0, y0]) + margin, np.array([x1, y1]) - margin
+        start = np.clip(start, lo, hi)
+        for i in range(2):                                   # the largest f with start + f v inside [lo, hi]
+            if v[i] > 0:
+                frac = min(frac, (hi[i] - start[i]) / v[i])
+            elif v[i] < 0:
+                frac = min(frac, (lo[i] - start[i]) / v[i])
+    if max_length is not None and length > max_length:
+        frac = min(frac, max_length / length)
+    head = start + frac * v
+    ax.annotate("", xy=head, xytext=start, zorder=7, annotation_clip=False,
+                arrowprops=dict(arrowstyle="-|>", color=color, lw=lw, mutation_scale=18, alpha=alpha))
+    if frac < 1 - 1e-6:                          # beside the drawn shaft's middle, which is always in view
+        normal = np.array([-v[1], v[0]]) / length
+        ax.annotate(f"length {length:.1f}\n(drawn {frac:.0%})", start + 0.5 * frac * v, xytext=10 * normal,
+                    textcoords="offset points", ha="left" if normal[0] >= 0 else "right",
+                    va="bottom" if normal[1] >= 0 else "top", fontsize=9, color=color, zorder=11,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+    if label:
+        ax.plot([], [], color=color, lw=lw, alpha=alpha, label=label)
+    return frac
 
 
 def plot_means(path: str, *,
@@ -141,10 +182,10 @@ def plot_alignment(path: str, al: Alignment, *,
                 ax.fill_between(t, lo, hi, color=color, alpha=0.12 if src == 0 else 0.07, lw=0)
         ax.axvspan(0.9 * (t.max() + 1), t.max(), color="#f2c14e", alpha=0.25, lw=0, label="noisiest 10% of t")
         ax.axhline(1.0, color="black", lw=0.7, alpha=0.5)
-        ax.set_xlabel("timestep t  (0 = clean, T-1 = pure noise)")
+        ax.set_xlabel(TIME_LABEL)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.25)
-        ax.set_xlim(t.min(), t.max())
+        ax.set_xlim(t.max(), t.min())                                       # sampling order: T-1 on the left
     axes[0].set_ylim(-0.45, 1.05)
     axes[0].set_title("(a) direction: does guidance push along $\\mu_{pos} - \\mu_{ref}$?", fontsize=11)
     axes[1].set_title("(b) length: $\\|d\\|$ in units of the mean-to-mean distance", fontsize=11)
@@ -233,8 +274,8 @@ def plot_posterior(path: str, *,
     axes[1].set_yscale("log")
     axes[1].axhline(ceiling, color="black", lw=0.7, ls=":", label=f"ceiling s = {ceiling:g}")
     for ax in axes:
-        ax.set_xlabel("timestep t (noise decreases to the right)")
-        ax.invert_xaxis()
+        ax.set_xlabel(TIME_LABEL)
+        ax.set_xlim(max(ts), min(ts))                                       # sampling order: T-1 on the left
         ax.grid(alpha=0.25)
         ax.legend(fontsize=8.5)
     fig.suptitle(f"Posterior-aware removal of {k_name}: s_t = 1 + p / (1 - p), p = p_t({k_name} | x_t); "
@@ -302,92 +343,44 @@ def plot_sweep(path: str, result: dict) -> None:
     _save(fig, path)
 
 
-# ---------------------------------------------------------------- animations (GIF, through Pillow, matplotlib's own)
-
-def _save_gif(fig, draw, n_frames: int, path: str, *, max_frames: int = 26, ms_per_frame: int = 160,
-              hold: int = 10) -> None:
-    """Render `draw(i)` on `fig` for at most `max_frames` evenly spaced i in 0..n_frames-1 (the first and the last
-    among them), hold the last frame, and write one looping GIF atomically."""
-    from PIL import Image
-
-    frames = []
-    stride = -(-n_frames // max_frames)
-    try:
-        for i in sorted({*range(0, n_frames, stride), n_frames - 1}):
-            draw(i)
-            fig.canvas.draw()
-            rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-            frames.append(Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=128))
-    finally:
-        plt.close(fig)
-    frames += [frames[-1]] * hold
-    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
-                                                duration=ms_per_frame, loop=0))
-
-
-def animate_denoising(path: str, *,
-                      sets: Sequence[tuple[str, torch.Tensor, torch.Tensor]],  # (title, x_t (S, N, C, H, W),
-                                                                              #  x0_hat (S, N, C, H, W))
-                      ts: Sequence[int],                     # (S,) the timestep of each frame
-                      nrow: int) -> None:
-    """Per set two panels side by side, x_t and x0_hat; one frame per sampling step (same seeds in every set)."""
+def plot_hero(path: str, *,
+              panels: Sequence[tuple[str, torch.Tensor]],   # (title, images (S, N, C, H, W) in [-1, 1]), S scales
+              scales: Sequence[float],                      # (S,) the guidance scale of each column group
+              per_row: int,                                 # images per row and scale (N = rows x per_row)
+              row_names: Sequence[Sequence[str]],           # per panel, a label per row ("" : none)
+              title: str) -> None:
+    """The README's first figure: per panel a block of columns per scale s, one row per class, the same seeds in
+    every block and panel, so only s and the reference change from block to block."""
     from torchvision.utils import make_grid
 
-    def grid(x: torch.Tensor) -> np.ndarray:
-        g = make_grid(((x.float() + 1) / 2).clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
-        return g.permute(1, 2, 0).numpy()
+    def block(images: torch.Tensor) -> np.ndarray:                      # (N, C, H, W) -> (rows x per_row) mosaic
+        g = make_grid((images.detach().cpu().float() + 1) / 2, nrow=per_row, padding=1, pad_value=1.0)
+        return g.permute(1, 2, 0).clamp(0, 1).numpy()
 
-    first = grid(sets[0][1][0])
-    panel = 1.5                                                            # inches per panel's width
-    fig, axes = plt.subplots(1, 2 * len(sets), squeeze=False, dpi=72,
-                             figsize=(2 * len(sets) * panel, panel * first.shape[0] / first.shape[1] + 0.9))
-    shown = []
-    for j, (title, _, _) in enumerate(sets):
-        for i, label in enumerate(("$x_t$", "$\\hat x_0$")):
-            ax = axes[0, 2 * j + i]
-            shown.append(ax.imshow(first, cmap="gray", vmin=0, vmax=1, interpolation="nearest"))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{title}\n{label}", fontsize=8)
-    head = fig.suptitle("", fontsize=11)
+    gap = 4                                                             # white pixels between scale blocks
+    first = block(panels[0][1][0])
+    h, w = first.shape[:2]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(0.42 * len(panels) * len(scales) * w / 10 + 1.6, 0.42 * h / 10 + 1.2))
+    for ax, (name, images), names in zip(axes[0], panels, row_names):
+        blocks = [block(x) for x in images]
+        sep = np.ones((h, gap, first.shape[2]))
+        mosaic = np.concatenate([piece for b in blocks for piece in (b, sep)][:-1], axis=1)
+        ax.imshow(mosaic.squeeze(-1) if mosaic.shape[2] == 1 else mosaic, cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_xticks([w / 2 + i * (w + gap) for i in range(len(scales))], [f"s = {s:g}" for s in scales],
+                      fontsize=10)
+        ax.xaxis.tick_top()
+        rows = (h - 1) // (images.shape[-2] + 1)
+        ax.set_yticks([1 + (images.shape[-2] + 1) * (i + 0.5) for i in range(rows)], list(names)[:rows],
+                      fontsize=9)
+        ax.tick_params(length=0)
+        ax.set_title(name, fontsize=11, pad=22)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    if len(panels) > 1:                                                 # the last panel's labels on its right
+        axes[0, -1].yaxis.tick_right()
+    fig.suptitle(title, fontsize=12)
     fig.tight_layout()
+    _save(fig, path)
 
-    def draw(k: int) -> None:
-        for j, (_, xs, x0s) in enumerate(sets):
-            shown[2 * j].set_data(grid(xs[k]))
-            shown[2 * j + 1].set_data(grid(x0s[k]))
-        head.set_text(f"sampling step {k + 1} / {len(ts)}, t = {ts[k]}")
-    _save_gif(fig, draw, len(ts), path)
-
-
-def animate_plane(path: str, *,
-                  data2d: np.ndarray, labels: np.ndarray, means2d: np.ndarray, explained: np.ndarray,
-                  class_names: Sequence[str], pos: int, neg: int,
-                  clouds: Sequence[tuple[str, np.ndarray, np.ndarray | None]],   # (name, x0_hat on the plane
-                  #   (S, M, 2), the push (s - 1) d on the plane, mean over the cloud (S, 2) or None)
-                  ts: Sequence[int]) -> None:
-    """The sample clouds' x0_hat moving on the PCA plane step by step; an arrow from each guided cloud's mean shows
-    the current push (s - 1)(x0_hat(pos) - x0_hat(ref)) that guidance adds to the unguided prediction."""
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=72)
-    everything = np.concatenate([data2d] + [c[1].reshape(-1, 2) for c in clouds])
-    lo, hi = np.percentile(everything, [0.5, 99.5], axis=0)
-    pad = 0.08 * (hi - lo)
-    colors = (NONE_C, CFG_C, NEG_C)
-
-    def draw(k: int) -> None:
-        ax.clear()
-        _plane(ax, data2d, labels, means2d, class_names, explained, highlight=(pos, neg))
-        for (name, pts, push), color in zip(clouds, colors):
-            ax.scatter(pts[k, :, 0], pts[k, :, 1], s=12, color=color, alpha=0.5, lw=0, zorder=3, label=name)
-            if push is not None:
-                start = pts[k].mean(0)
-                ax.annotate("", xy=start + push[k], xytext=start, zorder=9,
-                            arrowprops=dict(arrowstyle="-|>", color=color, lw=2.4, mutation_scale=16))
-        ax.set_aspect("equal", adjustable="box")                            # fixed limits: the box adapts
-        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
-        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
-        ax.set_title(f"$\\hat x_0$ of class {class_names[pos]} at sampling step {k + 1} / {len(ts)} (t = {ts[k]});"
-                     f"\narrows: the push guidance adds, $(s - 1)(\\hat x_0(pos) - \\hat x_0(ref))$, mean over "
-                     "the cloud", fontsize=10)
-    _save_gif(fig, draw, len(ts), path)
