@@ -31,7 +31,7 @@ class Mixture(nn.Module):
 
     def __init__(self, schedule: NoiseSchedule):
         super().__init__()
-        self.cfg = SimpleNamespace(num_classes=K, in_channels=1, image_size=2)
+        self.cfg = SimpleNamespace(num_classes=K, data_shape=(1, 2, 2))
         self.abar = schedule.alpha_bar.float()
         self.anchor = nn.Parameter(torch.zeros(()))                       # guide() reads the device from here
 

@@ -27,6 +27,29 @@ class ModelConfig:
     dropout: float = 0.0
     groups: int = 8                        # GroupNorm groups
     patch: int = 1                         # pixel-unshuffle stem: the UNet runs on (C p^2, H/p, W/p); 1 = off
+    kind: str = "unet"                     # "unet": images (C, H, W); "mlp": vectors (D,) with D = in_channels
+                                           # (width, num_res_blocks, dropout apply; the rest is the UNet's)
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (C, H, W) for the UNet, (D,) = (in_channels,) for the MLP."""
+        if self.kind == "mlp":
+            return (self.in_channels,)
+        return (self.in_channels, self.image_size, self.image_size)
+
+
+MODEL_KINDS = ("unet", "mlp")
+
+
+def fit_to_data(m: ModelConfig, shape: tuple[int, ...], num_classes: int) -> ModelConfig:
+    """`m` with the data's sample shape and classes: (C, H, W) -> a UNet's in_channels and image_size, (D,) -> an
+    MLP's in_channels. Raises UserError when the model kind does not take data of that shape."""
+    if m.kind == "mlp" and len(shape) == 1:
+        return dataclasses.replace(m, in_channels=shape[0], num_classes=num_classes)
+    if m.kind == "unet" and len(shape) == 3 and shape[1] == shape[2]:
+        return dataclasses.replace(m, in_channels=shape[0], image_size=shape[1], num_classes=num_classes)
+    raise UserError(f"a {m.kind} model cannot denoise samples of shape {tuple(shape)} "
+                    "(the UNet takes square images (C, H, W), the MLP vectors (D,))")
 
 
 @dataclass
@@ -122,6 +145,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         model=dict(in_channels=1, image_size=28, width=64, channel_mult=(1, 2, 2), num_res_blocks=2),
         train=dict(steps=30000, batch_size=128, lr=1e-3, ckpt_every=2000),
     ),
+    "toy2d": dict(                       # the exact 2D playground (toy2d.py): an MLP, <= 30 s on a 2-core CPU
+        model=dict(kind="mlp", in_channels=2, width=64, num_res_blocks=3),
+        train=dict(steps=2000, batch_size=256, lr=3e-3, warmup=100, ckpt_every=500, log_every=100),
+    ),
     "cifar10": dict(
         model=dict(in_channels=3, image_size=32, width=96, channel_mult=(1, 2, 2, 2), num_res_blocks=2,
                    dropout=0.1),
@@ -175,7 +202,22 @@ def check_config(cfg: Config) -> None:
 
 
 def check_model_config(m: ModelConfig) -> None:
-    """Refuse shapes the UNet cannot build, or that no laptop could hold, with the fix. Raises ConfigError."""
+    """Refuse shapes the model cannot build, or that no laptop could hold, with the fix. Raises ConfigError."""
+    if m.kind not in MODEL_KINDS:
+        raise ConfigError("kind", f"must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
+    if m.kind == "mlp":
+        rules = [
+            (1 <= m.in_channels <= 65536, "in_channels", f"(the vector length D) must lie in 1..65536, got "
+                                                          f"{m.in_channels}"),
+            (1 <= m.num_classes <= 100_000, "num_classes", f"must lie in 1..100000, got {m.num_classes}"),
+            (1 <= m.width <= 8192, "width", f"must lie in 1..8192, got {m.width}"),
+            (1 <= m.num_res_blocks <= 64, "num_res_blocks", f"must lie in 1..64, got {m.num_res_blocks}"),
+            (0 <= m.dropout < 1, "dropout", f"must lie in [0, 1), got {m.dropout}"),
+        ]
+        for ok, name, problem in rules:
+            if not ok:
+                raise ConfigError(name, problem)
+        return
     rules = [
         (1 <= m.in_channels <= 16, "in_channels", f"must lie in 1..16, got {m.in_channels}"),
         (1 <= m.image_size <= 1024, "image_size", f"must lie in 1..1024, got {m.image_size}"),

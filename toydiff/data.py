@@ -1,7 +1,8 @@
-"""Datasets as in-memory tensors in [-1, 1], shape (N, C, H, W), labels int64.
+"""Datasets as in-memory tensors in [-1, 1], shape (N, C, H, W) (images) or (N, D) (vectors), labels int64.
 
 `digits` is sklearn's 8x8 handwritten digits (shipped with scikit-learn: no download); `mnist`,
-`fashion-mnist` and `cifar10` are read by torchvision from `root` (downloaded there with `download=True`).
+`fashion-mnist` and `cifar10` are read by torchvision from `root` (downloaded there with `download=True`);
+`toy2d` is points in R^2 drawn (seeded) from the known Gaussian mixture of `toy2d.py`, the exact playground.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch.utils.data import TensorDataset
 
 from .errors import UserError
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "toy2d")
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 
@@ -23,7 +24,7 @@ DIGITS_SPLIT_SEED = 0
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    shape: tuple[int, int, int]     # (C, H, W)
+    shape: tuple[int, ...]          # one sample: (C, H, W) images, (D,) vectors
     num_classes: int
     class_names: tuple[str, ...]
 
@@ -42,6 +43,18 @@ def _digits(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         d.images, d.target, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=d.target)
     x, y = (x_tr, y_tr) if train else (x_te, y_te)
     return _to_unit_range(torch.from_numpy(x).unsqueeze(1), 16.0), torch.from_numpy(y).long()
+
+
+TOY2D_SIZE = {True: 20000, False: 5000}     # points per split
+TOY2D_SEED = {True: 0, False: 1}            # the two splits are independent draws
+
+
+def _toy2d(train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    from .toy2d import toy2d
+
+    mix = toy2d()
+    x, m = mix.sample(TOY2D_SIZE[train], torch.Generator().manual_seed(TOY2D_SEED[train]))
+    return x.float(), mix.classes[m], mix.class_names
 
 
 def _torchvision(name: str, root: str, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor, list]:
@@ -99,13 +112,15 @@ def load_dataset(name: str, root: str | None = None, train: bool = True,
                  download: bool = False) -> tuple[TensorDataset, DatasetInfo]:
     """Load a dataset split as a TensorDataset (images in [-1, 1], (N, C, H, W); labels int64) and its info.
 
-    `root` is the torchvision data folder (default ./data); ignored for `digits`.
+    `root` is the torchvision data folder (default ./data); ignored for `digits` and `toy2d`.
     """
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "digits":
         x, y = _digits(train)
         class_names = [str(i) for i in range(10)]
+    elif name == "toy2d":
+        x, y, class_names = _toy2d(train)
     else:
         root = root or "data"
         if os.path.exists(root) and not os.path.isdir(root):

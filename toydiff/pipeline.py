@@ -55,8 +55,7 @@ def trajectory(guided: Guided, schedule: NoiseSchedule, sampler: Sampler, *,
     (posterior-aware guidance carries state from step to step)."""
     if len(seeds) != len(guided.pos):
         raise ValueError(f"{len(seeds)} seeds for {len(guided.pos)} labels")
-    cfg = guided.model.cfg
-    shape = (len(seeds), cfg.in_channels, cfg.image_size, cfg.image_size)
+    shape = (len(seeds), *guided.model.cfg.data_shape)     # (B, C, H, W) images, (B, D) vectors
     return sampler.trajectory(guided.chain(schedule.alpha_bar, track=track), shape, schedule,
                               generator=seeded_generators(seeds), device=guided.pos.device)
 

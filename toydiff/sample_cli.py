@@ -29,6 +29,8 @@ from .errors import UserError
 from .figures import FIGURES
 from .files import writable_dir
 from .guidance import TRACKERS, check_classes, check_interval, guide
+from .judge import threads
+from .models import cpu_threads
 from .pipeline import check_count, generate, next_class, quota_labels, save_grid
 from .runtime import resolve_device
 from .sampling import SAMPLERS, Sampler, seed_range
@@ -155,6 +157,10 @@ def load_run(args: argparse.Namespace) -> tuple[checkpoint.Run, str, Sampler]:
     sampler = Sampler(args.sampler, args.sample_steps, args.eta, args.batch_size)
     ckpt_path, run_dir = checkpoint.locate(args.run, args.ckpt)
     run = checkpoint.load_run(ckpt_path, device=resolve_device(args.device), weights=args.weights)
+    if len(run.cfg.model.data_shape) != 3 and (args.figures or args.sweep or args.eval):
+        flag = "--figures" if args.figures else "--sweep" if args.sweep else "--eval"
+        raise UserError(f"{flag} judges images with a CNN; {ckpt_path} denoises vectors {run.cfg.model.data_shape}: "
+                        f"its figures and exact measurements are python tutorial/01_exact_2d.py --ckpt {ckpt_path}")
     return run, run_dir, sampler.resolve(run.cfg.diffusion.timesteps)
 
 
@@ -172,9 +178,15 @@ def sample(args: argparse.Namespace) -> None:
     schedule = NoiseSchedule.from_config(run.cfg.diffusion)
     results = []
     for s in sets:
-        images = generate(s.guided, schedule, sampler, seeds=seeds)
-        path = os.path.join(out, f"grid_{s.name}.png")
-        save_grid(images, path, nrow=args.n)
+        with threads(cpu_threads(run.cfg.model, device)):
+            images = generate(s.guided, schedule, sampler, seeds=seeds)
+        if len(images.shape) == 4:
+            path = os.path.join(out, f"grid_{s.name}.png")
+            save_grid(images, path, nrow=args.n)
+        else:                                                          # points in R^2 (toy2d): a scatter
+            from .viz2d import plot_points
+            path = os.path.join(out, f"points_{s.name}.png")
+            plot_points(path, images, s.guided.pos, title=f"{s.name}, s = {s.guided.scale:g}, {sampler.label}")
         print(f"wrote {path}  ({s.name}, s = {s.guided.scale:g})")
         results.append((s, images))
     settings = dict(ckpt=run.path, step=run.step, sampler=sampler.label, sample_steps=sampler.sample_steps,

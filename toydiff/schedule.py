@@ -81,7 +81,8 @@ class NoiseSchedule:
         return cls(cfg.schedule, cfg.timesteps)
 
     def _at(self, table: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """table[t] as float32 on x's device, shaped (B, 1, 1, 1) to broadcast over an image batch."""
+        """table[t] as float32 on x's device, shaped (B, 1, ..., 1) to broadcast over x: (B, 1, 1, 1) for images
+        (B, C, H, W), (B, 1) for vectors (B, D)."""
         key = (id(table), x.device)
         if key not in self._device_tables:               # one copy per device, so indexing never syncs
             self._device_tables[key] = table.to(device=x.device, dtype=torch.float32)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from contextlib import contextmanager, nullcontext
@@ -17,7 +16,7 @@ import torch
 
 from . import checkpoint
 from .cli import ArgumentParser, int_list, path, run_cli
-from .config import ConfigError, check_config, check_model_config, preset
+from .config import ConfigError, check_config, check_model_config, fit_to_data, preset
 from .data import DATASETS, load_dataset
 from .errors import UserError
 from .files import exclusive_lock, writable_dir
@@ -27,7 +26,8 @@ from .runtime import init_distributed, resolve_device
 from .sampling import Sampler
 from .schedule import NoiseSchedule
 from .training import TrainingInterrupted, check_setup, train
-from .unet import UNet
+from .judge import threads
+from .models import build_model, cpu_threads
 
 # flag -> (config section, field). Flags left at None keep the dataset preset (or the resumed run's value).
 CONFIG_FLAGS = {
@@ -42,6 +42,7 @@ CONFIG_FLAGS = {
 }
 RESUMABLE = {"steps", "log_every", "ckpt_every", "keep_every"}    # may change when resuming
 GRID_PER_CLASS = 10                                               # the final grid: one row of 10 per class
+POINTS_PER_CLASS = 200                                            # the final scatter of a 2D run
 
 
 def build_parser() -> ArgumentParser:
@@ -113,8 +114,7 @@ def _main(argv: list[str] | None) -> None:
     dist_info, device = init_distributed(resolve_device(args.device))
     data, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True, download=args.download)
     if not resumed:
-        cfg.model = dataclasses.replace(cfg.model, in_channels=info.shape[0], image_size=info.shape[1],
-                                        num_classes=info.num_classes)
+        cfg.model = fit_to_data(cfg.model, info.shape, info.num_classes)
     with flag_names():
         check_model_config(cfg.model)                       # image size vs levels, width vs groups: before writing
     check_setup(cfg, device, dist_info, n_images=len(data))
@@ -122,7 +122,8 @@ def _main(argv: list[str] | None) -> None:
     with exclusive_lock(run_dir, what="run folder") if dist_info.is_main else nullcontext():
         if dist_info.is_main:
             print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
-                  f"UNet {UNet(cfg.model).num_parameters():,} parameters; device {device}; run {run_dir}"
+                  f"{cfg.model.kind.upper()} {build_model(cfg.model).num_parameters():,} parameters; device {device}; "
+                  f"run {run_dir}"
                   + (f"; resuming from step {resumed['step']}" if resumed else ""))
         try:
             model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume=resumed,
@@ -157,14 +158,23 @@ def _check_resume_flags(args, stored, given: set[str]) -> None:
 
 
 def _final_grid(model, cfg, run_dir: str, scale: float, sampler: Sampler) -> None:
-    """One row per class, CFG at `scale`, seeds 0..: a first look at what was learned."""
-    labels = class_rows(cfg.model.num_classes, GRID_PER_CLASS)
-    with torch.no_grad():
+    """One row per class, CFG at `scale`, seeds 0..: a first look at what was learned (vectors in R^2: a scatter
+    of POINTS_PER_CLASS per class instead)."""
+    if cfg.model.data_shape != (2,) and len(cfg.model.data_shape) != 3:
+        return
+    points = cfg.model.data_shape == (2,)
+    labels = class_rows(cfg.model.num_classes, POINTS_PER_CLASS if points else GRID_PER_CLASS)
+    with torch.no_grad(), threads(cpu_threads(cfg.model, next(model.parameters()).device)):
         images = generate(guide(model.eval(), labels, scale=scale), NoiseSchedule.from_config(cfg.diffusion),
                           sampler, seeds=list(range(len(labels))))
     path = os.path.join(run_dir, f"samples_cfg{scale:g}.png")
-    save_grid(images, path, nrow=GRID_PER_CLASS)
-    print(f"wrote {path} (rows: classes 0..{cfg.model.num_classes - 1}; CFG s = {scale:g}, {sampler.label})")
+    if points:
+        from .viz2d import plot_points
+        plot_points(path, images, labels, title=f"CFG s = {scale:g}, {sampler.label}")
+    else:
+        save_grid(images, path, nrow=GRID_PER_CLASS)
+    layout = "colours" if points else "rows"
+    print(f"wrote {path} ({layout}: classes 0..{cfg.model.num_classes - 1}; CFG s = {scale:g}, {sampler.label})")
 
 
 if __name__ == "__main__":
