@@ -61,9 +61,9 @@ def test_export_refuses_before_writing(trained_run, tmp_path, capsys):
 
 
 def test_judge_is_cached_beside_its_checkpoint():
-    assert checkpoint.judge_name("runs/digits/ckpt.pt") == "judge.pt"
-    assert checkpoint.judge_name("runs/digits/ckpt_step500.pt") == "judge.pt"
-    assert checkpoint.judge_name("weights/digits.pt") == "digits.judge.pt"
+    assert checkpoint.judge_name("runs/digits/ckpt.pt", "digits") == "judge.pt"
+    assert checkpoint.judge_name("runs/digits/ckpt_step500.pt", "digits") == "judge.pt"
+    assert checkpoint.judge_name("weights/digits_step500.pt", "digits") == "digits.judge.pt"     # one per dataset
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "weights").glob("*.pt")), ids=lambda p: p.name)

@@ -46,19 +46,22 @@ def locate(run_dir: str, ckpt: str | None = None) -> tuple[str, str]:
     return ckpt, os.path.dirname(ckpt) or "."
 
 
-def judge_name(ckpt_path: str) -> str:
-    """The file name of the judge cached beside a checkpoint: judge.pt in a run folder (ckpt.pt, ckpt_step{N}.pt),
-    <name>.judge.pt beside a standalone weights file <name>.pt (weights/ holds several datasets)."""
+def is_run_checkpoint(ckpt_path: str) -> bool:
+    """Whether a checkpoint file is a training run's (ckpt.pt, ckpt_step{N}.pt), not a standalone weights file."""
     name = os.path.basename(ckpt_path)
-    if name == CKPT_FILE or re.fullmatch(r"ckpt_step\d+\.pt", name):
-        return "judge.pt"
-    return os.path.splitext(name)[0] + ".judge.pt"
+    return name == CKPT_FILE or re.fullmatch(r"ckpt_step\d+\.pt", name) is not None
+
+
+def judge_name(ckpt_path: str, dataset: str) -> str:
+    """The file name of the judge cached beside a checkpoint of `dataset`: judge.pt in a run folder, <dataset>.judge.pt
+    beside standalone weights files (weights/ holds several datasets, and several files of one share its judge)."""
+    return "judge.pt" if is_run_checkpoint(ckpt_path) else f"{dataset}.judge.pt"
 
 
 def default_out(ckpt_path: str, run_dir: str) -> str:
     """Where sample.py writes when no --out is given: <run>/samples for a run's checkpoint, and for a standalone
     weights file <name>.pt runs/weights/<name>/samples (never into weights/, which a clone ships, nor into a run)."""
-    if judge_name(ckpt_path) == "judge.pt":
+    if is_run_checkpoint(ckpt_path):
         return os.path.join(run_dir, "samples")
     return os.path.join("runs", "weights", os.path.splitext(os.path.basename(ckpt_path))[0], "samples")
 

@@ -80,7 +80,7 @@ def make_sweep(args: argparse.Namespace) -> dict:
                       interval=args.interval)
     out = writable_dir(args.out or "figures", what="output folder (--out)")
     judge = judges.judge_for(run_dir, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir, device=device,
-                             name=checkpoint.judge_name(run.path))
+                             name=checkpoint.judge_name(run.path, run.cfg.train.dataset))
     real = real_reference(judge, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir)
     lo, hi = plan.interval
     print(f"sweep: {run.path} (step {run.step}); {args.sweep_n} per class x {run.cfg.model.num_classes} classes, "
@@ -109,7 +109,7 @@ def evaluate_file(npz_path: str, cfg: Config, ckpt_path: str, run_dir: str, *, d
     m = cfg.model
     found = samples.read(npz_path, shape=(m.in_channels, m.image_size, m.image_size), num_classes=m.num_classes)
     judge = judges.judge_for(run_dir, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir, device=device,
-                             name=checkpoint.judge_name(ckpt_path))
+                             name=checkpoint.judge_name(ckpt_path, cfg.train.dataset))
     real = real_reference(judge, dataset=cfg.train.dataset, data_dir=cfg.train.data_dir)
     result = {**evaluate_samples(found, judge, real), "samples": os.path.abspath(npz_path)}
     path = os.path.join(os.path.dirname(os.path.abspath(npz_path)), "metrics.json")
