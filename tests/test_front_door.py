@@ -27,7 +27,7 @@ from test_judge import digits_judge  # noqa: F401
 from test_viz import fake_judge  # noqa: F401
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "toydiff"
-CLI_MODULES = {"cli.py", "train_cli.py", "sample_cli.py", "study_cli.py", "weights_cli.py"}
+CLI_MODULES = {"cli.py", "train_cli.py", "sample_cli.py", "study_cli.py", "weights_cli.py", "lesson_cli.py"}
 
 
 # ---------------------------------------------------------------- layers

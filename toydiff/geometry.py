@@ -176,3 +176,54 @@ def pairwise_distances(x: torch.Tensor) -> np.ndarray:
     d = torch.cdist(xf, xf)
     i, j = torch.triu_indices(len(xf), len(xf), offset=1)
     return d[i, j].numpy()
+
+
+def mean_plane(means: torch.Tensor, pos: int, neg: int) -> Plane:
+    """The plane through mu spanned by the two guidance directions at high noise, mu_pos - mu (CFG) and
+    mu_pos - mu_neg (negative), made orthonormal (Gram-Schmidt). Unlike a global PCA plane, on which means can
+    coincide, it shows mu, mu_pos and mu_neg exactly as far apart as they are in image space.
+    means: (K + 1, D), last row mu (`class_means`). `explained` is NaN: the plane is not fitted to variance."""
+    m = means.double()
+    mu = m[-1]
+    a, b = m[pos] - mu, m[pos] - m[neg]
+    e1 = a / a.norm()
+    r = b - (b @ e1) * e1                                   # the part of mu_pos - mu_neg off the CFG direction
+    e2 = r / r.norm().clamp_min(1e-12)
+    return Plane(mu.numpy(), torch.stack([e1, e2]).numpy(), np.full(2, np.nan))
+
+
+@torch.no_grad()
+def x0_hats(model: torch.nn.Module, schedule: NoiseSchedule, x_t: torch.Tensor, t: int,
+            labels: Sequence[int | torch.Tensor]) -> list[torch.Tensor]:
+    """The model's x0_hat(x_t, t, y) on the CPU for each y in `labels` (an int, e.g. the null label, or (B,)
+    labels), all branches in one batched forward; eps -> x0 by DDPM eq. 15."""
+    device = next(model.parameters()).device
+    B = len(x_t)
+    tt = torch.full((B,), int(t), dtype=torch.long)
+    ys = [torch.as_tensor(y, dtype=torch.long).expand(B).to(device) for y in labels]
+    eps = batched_forward(model, x_t.to(device), tt.to(device), ys)
+    return [schedule.eps_to_x0(x_t, tt, e.float().cpu()) for e in eps]
+
+
+def exact_x0_per_label(x_t: torch.Tensor, t: int, classes: torch.Tensor, **data) -> torch.Tensor:
+    """`exact_x0` with a label per sample (B,): D*(x_t[b], t, classes[b]); `data`: exact_x0's keyword arguments."""
+    out = torch.empty_like(x_t)
+    for c in classes.unique().tolist():
+        rows = classes == c
+        out[rows] = exact_x0(x_t[rows], t, c, **data)
+    return out
+
+
+def relative_distance(pred: torch.Tensor, centre: torch.Tensor, x0: torch.Tensor) -> np.ndarray:
+    """Per sample ||pred - centre|| / ||x0 - centre||: 0 where the prediction is the centre (a mean), 1 where it is
+    as far from it as the clean image. pred, x0: (B, ...); centre: (D,) or (B, D)."""
+    p, x = flat(pred).double(), flat(x0).double()
+    c = centre.double().reshape(-1, p.shape[1])
+    return ((p - c).norm(dim=1) / (x - c).norm(dim=1).clamp_min(1e-12)).numpy()
+
+
+def in_plane_share(d: torch.Tensor, plane: Plane) -> np.ndarray:
+    """Per row ||P d|| / ||d||, P the orthogonal projection onto `plane`'s directions: 1 = d lies in the plane.
+    d: (B, ...) differences of images (the plane's origin cancels)."""
+    v = flat(d).double().numpy()
+    return np.linalg.norm(v @ plane.components.T, axis=1) / np.maximum(np.linalg.norm(v, axis=1), 1e-30)

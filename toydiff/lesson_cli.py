@@ -1,0 +1,71 @@
+"""The lessons' front end (tutorial/NN_*.py): `--ckpt` and `--out`, checked before anything is written.
+
+    args = lesson_cli.start(__doc__, ckpt="weights/digits.pt", out="figures/lessons/02")
+
+A lesson is a script a student reads top to bottom; this module keeps the plumbing out of it: the two flags, the
+promise every toydiff command keeps (bad input is one `error: ...` line and exit code 2, never a traceback), and
+the wall time printed at the end. `TOYDIFF_QUICK=1` (CI) runs the same code on fewer samples: its numbers then
+differ from those docs/tutorial.md quotes, which come from the full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import sys
+import time
+
+from . import checkpoint
+from .cli import ArgumentParser, path
+from .errors import UserError
+from .files import writable_dir
+from .runtime import resolve_device
+from .sampling import Sampler
+
+QUICK = os.environ.get("TOYDIFF_QUICK", "") not in ("", "0")
+
+
+def sized(full: int, quick: int) -> int:
+    """A sample count: `full` for the lesson as documented, `quick` under TOYDIFF_QUICK=1 (CI)."""
+    return quick if QUICK else full
+
+
+def _one_line_errors(kind, err, tb) -> None:
+    """sys.excepthook: a UserError (bad input) is one line and exit 2, as in train.py and sample.py."""
+    if issubclass(kind, UserError):
+        print(f"error: {err}", file=sys.stderr)
+        os._exit(2)                                  # no atexit timing line after a refusal
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted (Ctrl-C); files already complete were kept, none is half-written", file=sys.stderr)
+        os._exit(130)
+    sys.__excepthook__(kind, err, tb)
+
+
+def start(doc: str, *, ckpt: str, out: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse --ckpt (default `ckpt`) and --out (default `out`), check that the checkpoint exists and the output
+    folder is writable (creating it), and print the lesson's title; at exit print the wall time."""
+    sys.excepthook = _one_line_errors
+    title = doc.strip().splitlines()[0]
+    p = ArgumentParser(prog=os.path.basename(sys.argv[0]), description=title)
+    p.add_argument("--ckpt", type=path, default=ckpt, help=f"checkpoint or weights file (default {ckpt})")
+    p.add_argument("--out", type=path, default=out, help=f"folder for the figures (default {out})")
+    args = p.parse_args(argv)
+    if not os.path.isfile(args.ckpt):
+        raise UserError(f"--ckpt {args.ckpt} not found; the shipped weights are in weights/ (a fresh clone has "
+                        "them), or train a run with `python train.py` and pass --ckpt runs/digits/ckpt.pt")
+    checkpoint.read(args.ckpt)                       # a file that is not a toydiff checkpoint: one line, now
+    writable_dir(args.out, what="output folder (--out)")
+    print(title + (" [TOYDIFF_QUICK: fewer samples, numbers differ from the docs]" if QUICK else ""))
+    t0 = time.perf_counter()
+    atexit.register(lambda: print(f"done in {time.perf_counter() - t0:.0f} s"))
+    return args
+
+
+def study(ckpt: str, sampler: Sampler = Sampler()):
+    """The checkpoint read once, with its data, PCA plane, class means and judge (`figures.Study`); the judge is
+    cached beside the checkpoint (weights/<dataset>.judge.pt ships with the weights)."""
+    from .figures import Study
+
+    run = checkpoint.load_run(ckpt, device=resolve_device("auto"))
+    return Study.of(run, os.path.dirname(ckpt) or ".", sampler)
