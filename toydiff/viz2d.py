@@ -104,9 +104,9 @@ def plot_field(path: str, *,
     for r, (title, *fields) in enumerate(rows):
         for m, (model, f) in enumerate(zip(("exact", "learned"), fields)):
             a, b = axes[r, 2 * m], axes[r, 2 * m + 1]
-            for ax in (a, b):
+            for ax, lim in ((a, 1.1), (b, 1.8)):       # the pushes reach past the data: a wider frame, heads inside
                 _classes(ax, backdrop)
-                _frame(ax)
+                _frame(ax, lim)
             _quiver(a, points, f["null"] - _np(points), NONE_C)
             _quiver(a, points, f["pos"] - _np(points), CLASS_C[ipos])
             a.set_title(f"{model}, {title}:\nx_t -> x0_hat(null), x0_hat({pos})")
