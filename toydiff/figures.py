@@ -1,6 +1,6 @@
 """Checkpoint + fixed seeds -> the tutorial figures and animations (compute with `geometry`, draw with `viz`).
 
-    python sample.py --figures all                       # runs/digits -> figures/*.png
+    python sample.py --ckpt weights/digits.pt --figures all   # the shipped weights -> figures/*.png, *.gif
     python sample.py --figures alignment --class 3 --negative 9
 
 Every figure uses the same positive / negative pair (default: `Study.default_pair`, printed) and guidance scale s
@@ -267,11 +267,12 @@ def hero_figure(st: Study, path: str, *, per_class: int, seed: int,
         panels.append(torch.stack(images))                                       # (S, N, C, H, W)
     K = len(names)
     viz.plot_hero(path, panels=[("CFG: ref = null (the unconditional prediction)", panels[0]),
-                                ("negative: ref = class k = (c + 1) mod K", panels[1])],
+                                (f"negative: ref = class k = (c + 1) mod {K}", panels[1])],
                   scales=scales, per_row=per_class,
                   row_names=[[f"c = {names[c]}" for c in range(K)], [f"k = {names[(c + 1) % K]}" for c in range(K)]],
-                  title=f"eps = eps_ref + s (eps_c - eps_ref): the same {per_class} seeds per row in every column; "
-                        "s = 0 is the reference, s = 1 the class c unguided")
+                  title=f"{st.dataset}: eps = eps_ref + s (eps_c - eps_ref), row c = the positive class, the same "
+                        f"{per_class} seeds in every column of a row\ns = 0: the reference alone;  s = 1: class c "
+                        "unguided;  s > 1: pushed away from the reference")
     return judged
 
 

@@ -24,7 +24,7 @@ from .geometry import Alignment  # noqa: E402
 
 NONE_C, CFG_C, NEG_C = "#555555", "#1f5fbf", "#d62728"
 DPI = 130
-TIME_LABEL = "timestep t, in sampling order (T-1 = pure noise on the left, 0 = clean on the right)"
+TIME_LABEL = "timestep t, in sampling order\n(T-1 = pure noise on the left, 0 = clean on the right)"
 
 
 def _save(fig, path: str) -> None:
@@ -64,7 +64,7 @@ def _arrow(ax, start: np.ndarray, end: np.ndarray, color: str, label: str | None
     """An arrow start -> end that is always drawn: matplotlib's `annotate` silently drops one whose head leaves
     the axes. On autoscaling axes the view grows to hold it. On fixed limits (`set_xlim` / `set_ylim` called
     first), or when it is longer than `max_length`, it is drawn shortened along its own direction so that its head
-    stays in view, and its true length is written at the head. Returns the fraction of its length drawn (1: all)."""
+    stays in view, and its true length is written beside it. Returns the fraction of its length drawn (1: all)."""
     start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
     v = end - start
     length = float(np.hypot(*v))
@@ -194,7 +194,7 @@ def plot_alignment(path: str, al: Alignment, *,
     axes[0].legend(loc="lower right", fontsize=8, framealpha=0.9)
     axes[0].annotate("abar < 1e-3: the class signal left in eps,\n"
                      "sqrt(abar) (mu_pos - mu_ref) / sqrt(1 - abar),\nis below the learned net's error",
-                     xy=(0.985 * t.max(), 0.5), xytext=(0.56 * t.max(), 0.08), fontsize=8,
+                     xy=(0.985 * t.max(), 0.5), xytext=(0.95 * t.max(), 0.12), va="top", fontsize=8,
                      arrowprops=dict(arrowstyle="->", color="black", lw=0.8))
 
     ax = axes[2]
