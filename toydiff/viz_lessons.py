@@ -133,3 +133,160 @@ def plot_mean_plane(path: str, *,
                  "noised to t): at high noise it runs mean to mean", fontsize=12)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     _save(fig, path)
+
+
+def plot_scale(path: str, *,
+               within: np.ndarray,                # (M,) distances between two training images of class pos
+               nearest: np.ndarray,               # (n,) each pos image to its nearest neg image
+               to_mean: dict[str, float],         # name -> a mean-to-mean distance
+               rows: np.ndarray,                  # (S, 6): s, accuracy, mean p_judge(pos|x), judged neg, diversity, moved
+               grids: dict[float, torch.Tensor],  # s -> (m, C, H, W) samples, the same seeds for every s
+               pos: int, neg: int) -> None:
+    """Lesson 04: (a) mean-to-mean against point-to-point distances; (b) what s does (accuracy, confidence,
+    diversity, how far a sample moves); (c) the same seeds at every s."""
+    from torchvision.utils import make_grid
+
+    fig = plt.figure(figsize=(17, 5.2))
+    gs = fig.add_gridspec(1, 3, width_ratios=[1.1, 1.1, 1.2], wspace=0.28)
+    ax = fig.add_subplot(gs[0, 0])
+    bins = np.linspace(0, max(within.max(), nearest.max()) * 1.02, 50)
+    ax.hist(within, bins=bins, color="#999999", alpha=0.6, density=True, label=f"two {pos}s: $\\|x_i - x_j\\|$")
+    ax.hist(nearest, bins=bins, color=NEG_C, alpha=0.35, density=True, label=f"a {pos} to its nearest {neg}")
+    for (name, v), color in zip(to_mean.items(), (CFG_C, NEG_C)):
+        ax.axvline(v, color=color, lw=2.4, label=f"{name} = {v:.2f}")
+    ax.set_xlabel("distance in pixel space")
+    ax.set_yticks([])
+    ax.legend(fontsize=9)
+    ax.set_title("(a) the means are closer than the images are", fontsize=11)
+
+    ax = fig.add_subplot(gs[0, 1])
+    s = rows[:, 0]
+    for j, (label, color) in enumerate(((f"accuracy (judged {pos})", "black"),
+                                        (f"mean p_judge({pos} | x)", CFG_C), (f"judged {neg}", NEG_C),
+                                        ("diversity / real", AUTO_C)), start=1):
+        ax.plot(s, rows[:, j], "o-", color=color, lw=2, ms=5, label=label)
+    ax2 = ax.twinx()
+    ax2.plot(s, rows[:, 5], "s--", color=NONE_C, lw=1.5, ms=4, label="moved from s = 1 (pixels, right axis)")
+    ax2.set_ylabel("median $\\|x(s) - x(1)\\|$, same seed", color=NONE_C)
+    ax.axvline(1, color=NONE_C, lw=0.7, ls=":")
+    ax.set_xlabel("guidance scale s  (s = 1 none, s = 0 the unconditional model; w = s - 1)")
+    ax.set_ylim(-0.03, max(1.08, 1.05 * float(rows[:, 1:5].max())))
+    ax.grid(alpha=0.25)
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [h.get_label() for h in lines], fontsize=8.5, loc="center right")
+    ax.set_title(f"(b) CFG for class {pos}: s sharpens the classifier", fontsize=11)
+
+    ax = fig.add_subplot(gs[0, 2])
+    scales = list(grids)
+    g = make_grid(((torch.cat([grids[v] for v in scales]).float() + 1) / 2).clamp(0, 1),
+                  nrow=len(grids[scales[0]]), padding=1, pad_value=1.0)
+    ax.imshow(g.permute(1, 2, 0).numpy(), interpolation="nearest")
+    cell = grids[scales[0]].shape[-2] + 1
+    ax.set_yticks([1 + cell * (i + 0.5) for i in range(len(scales))], [f"s = {v:g}" for v in scales])
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    ax.set_title("(c) the same seeds at each s (CFG)", fontsize=11)
+    _save(fig, path)
+
+
+def plot_negative(path: str, *,
+                  confusion: np.ndarray,               # (K, K) unguided counts: asked for row, judged column
+                  pos: int, neg: int,
+                  rows: dict[str, dict],               # set name -> rate, p_neg, p_neg_se, acc, fid, div, images
+                  class_names: Sequence[str]) -> None:
+    """Lesson 05: the confusion matrix that picks the pair; per set the share judged neg, mean p_judge(neg | x)
+    and FID; the first samples of each set."""
+    from torchvision.utils import make_grid
+
+    fig = plt.figure(figsize=(18, 5.4))
+    gs = fig.add_gridspec(1, 4, width_ratios=[1, 1.1, 1.1, 1.1], wspace=0.35)
+    ax = fig.add_subplot(gs[0, 0])
+    off = np.where(np.eye(len(confusion), dtype=bool), np.nan, confusion)
+    im = ax.imshow(off, cmap="Reds")
+    for (i, j), v in np.ndenumerate(confusion):
+        if i != j and v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                    fontweight="bold" if (i, j) == (pos, neg) else "normal")
+    ax.add_patch(plt.Rectangle((neg - 0.5, pos - 0.5), 1, 1, fill=False, ec="black", lw=2))
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("class the judge sees")
+    ax.set_ylabel("class asked for (s = 1)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(f"(a) unguided confusions (counts off the\ndiagonal); the largest picks {pos} -> {neg}", fontsize=11)
+
+    names = list(rows)
+    colors = [NONE_C if n.startswith("s = 1") else CFG_C if n.startswith("CFG") else NEG_C for n in names]
+    x = np.arange(len(names))
+    ax = fig.add_subplot(gs[0, 1])
+    ax.bar(x, [rows[n]["p_neg"] for n in names], yerr=[rows[n]["p_neg_se"] for n in names], color=colors,
+           capsize=3, alpha=0.85)
+    for i, n in enumerate(names):
+        ax.text(i, rows[n]["p_neg"], f"{rows[n]['rate']:.1%}\njudged {neg}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, names, rotation=25, ha="right", fontsize=9)
+    ax.set_ylabel(f"mean p_judge({neg} | x)  (+- 1 s.e.)")
+    ax.set_title(f"(b) how much a sample of {pos} looks like {neg}", fontsize=11)
+    ax.grid(axis="y", alpha=0.25)
+    ax = fig.add_subplot(gs[0, 2])
+    ax.bar(x, [rows[n]["fid"] for n in names], color=colors, alpha=0.85)
+    for i, n in enumerate(names):
+        ax.text(i, rows[n]["fid"], f"acc {rows[n]['acc']:.0%}\ndiv {rows[n]['div']:.2f}", ha="center",
+                va="bottom", fontsize=8)
+    ax.set_xticks(x, names, rotation=25, ha="right", fontsize=9)
+    ax.set_ylabel(f"classifier-FID against real {pos}s (lower = closer)")
+    ax.set_title("(c) what it costs: quality of the samples", fontsize=11)
+    ax.grid(axis="y", alpha=0.25)
+    ax = fig.add_subplot(gs[0, 3])
+    g = make_grid(((torch.cat([rows[n]["images"] for n in names]).float() + 1) / 2).clamp(0, 1),
+                  nrow=len(rows[names[0]]["images"]), padding=1, pad_value=1.0)
+    ax.imshow(g.permute(1, 2, 0).numpy(), interpolation="nearest")
+    cell = rows[names[0]]["images"].shape[-2] + 1
+    ax.set_yticks([1 + cell * (i + 0.5) for i in range(len(names))], names, fontsize=9)
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    ax.set_title("(d) the same seeds in every row", fontsize=11)
+    _save(fig, path)
+
+
+def plot_references(path: str, *,
+                    mse: dict[str, float],                # branch -> E||eps_hat - eps||^2, the first is pos
+                    results: dict[str, dict],             # set -> metrics.evaluate's row
+                    grids: dict[str, torch.Tensor],       # set -> (K * per_class, C, H, W) samples
+                    per_class: int) -> None:
+    """Lesson 06: how much worse each reference predicts, and what guiding away from it does."""
+    from torchvision.utils import make_grid
+
+    fig = plt.figure(figsize=(18, 5.6))
+    gs = fig.add_gridspec(1, 2 + len(grids), width_ratios=[1.1, 1.4] + [0.55] * len(grids), wspace=0.3)
+    colors = [NONE_C, CFG_C, NEG_C, AUTO_C]
+    ax = fig.add_subplot(gs[0, 0])
+    names = list(mse)
+    base = mse[names[0]]
+    ax.barh(range(len(names)), [mse[n] / base for n in names], color=["black"] + colors[1:], alpha=0.85)
+    for i, n in enumerate(names):
+        ax.text(mse[n] / base, i, f" {mse[n] / base:.2f}x", va="center", fontsize=9)
+    ax.set_yticks(range(len(names)), [f"eps({n})" for n in names])
+    ax.invert_yaxis()
+    ax.set_xlabel("E||eps_hat - eps||^2 on held-out images, relative to pos")
+    ax.set_title("(a) each reference is a worse prediction", fontsize=11)
+    ax = fig.add_subplot(gs[0, 1])
+    sets = list(results)
+    keys = [("accuracy", "accuracy", 1), ("neg_rate", "judged c + 1", 1), ("diversity", "diversity / real", 1),
+            ("fid_class_mean", "FID/class / 10", 0.1)]
+    width = 0.8 / len(sets)
+    for i, (name, color) in enumerate(zip(sets, colors)):
+        vals = [results[name][k] * f for k, _, f in keys]
+        ax.bar(np.arange(len(keys)) + (i - (len(sets) - 1) / 2) * width, vals, width, color=color, alpha=0.85,
+               label=name)
+    ax.set_xticks(range(len(keys)), [label for _, label, _ in keys], rotation=20, ha="right", fontsize=9)
+    ax.legend(fontsize=9)
+    ax.grid(axis="y", alpha=0.25)
+    ax.set_title("(b) what guiding away from it does (judge)", fontsize=11)
+    for j, (name, x) in enumerate(grids.items()):
+        ax = fig.add_subplot(gs[0, 2 + j])
+        g = make_grid(((x.float() + 1) / 2).clamp(0, 1), nrow=per_class, padding=1, pad_value=1.0)
+        ax.imshow(g.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name.replace(", s", "\ns"), fontsize=10, color=colors[j])
+    _save(fig, path)
