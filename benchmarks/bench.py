@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -52,7 +51,7 @@ from toydiff.guidance import TRACKERS, guide
 from toydiff.judge import judge_for, predict
 from toydiff.metrics import evaluate, real_reference, real_row, target_histogram, total_variation
 from toydiff.pipeline import class_rows, generate, next_class, quota_labels
-from toydiff.runtime import resolve_device
+from toydiff.runtime import cpu_model, resolve_device
 from toydiff.sampling import Sampler
 from toydiff.schedule import NoiseSchedule
 from toydiff.training import diffusion_loss, train
@@ -70,12 +69,7 @@ def device_label(device: torch.device) -> str:
     """'NVIDIA H100 80GB HBM3' or 'AMD EPYC 7B13, 2 cores (2 torch threads)'."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, torch {torch.__version__})"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    model = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{model}, {cores} cores ({torch.get_num_threads()} torch threads, torch {torch.__version__})"
 

@@ -65,3 +65,16 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info, device
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (e.g. 'AMD EPYC 7B13'), else what `platform` knows."""
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return name

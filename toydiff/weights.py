@@ -20,12 +20,12 @@ from __future__ import annotations
 import csv
 import datetime
 import os
-import platform
 import subprocess
 import torch
 
 from . import checkpoint
 from .errors import UserError
+from .runtime import cpu_model
 
 
 def _train_seconds(run_dir: str, step: int) -> float:
@@ -52,14 +52,8 @@ def git_commit(folder: str = ".") -> str:
 
 
 def cpu_name() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it, with the number of cores torch may use."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()}-core {name}"
+    """The CPU's model name with its number of cores, e.g. '2-core AMD EPYC'."""
+    return f"{os.cpu_count()}-core {cpu_model()}"
 
 
 def export(source: str, out: str, *, command: str, commit: str, device: str) -> dict:
