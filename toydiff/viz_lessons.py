@@ -199,7 +199,7 @@ def plot_negative(path: str, *,
     from torchvision.utils import make_grid
 
     fig = plt.figure(figsize=(18, 5.4))
-    gs = fig.add_gridspec(1, 4, width_ratios=[1, 1.1, 1.1, 1.1], wspace=0.35)
+    gs = fig.add_gridspec(1, 4, width_ratios=[1, 1.1, 1.1, 1.4], wspace=0.35)
     ax = fig.add_subplot(gs[0, 0])
     off = np.where(np.eye(len(confusion), dtype=bool), np.nan, confusion)
     im = ax.imshow(off, cmap="Reds")
@@ -244,7 +244,7 @@ def plot_negative(path: str, *,
     ax.set_yticks([1 + cell * (i + 0.5) for i in range(len(names))], names, fontsize=9)
     ax.set_xticks([])
     ax.tick_params(length=0)
-    ax.set_title("(d) the same seeds in every row", fontsize=11)
+    ax.set_title(f"(d) the 10 seeds most like {neg} at s = 1, in every set", fontsize=11)
     _save(fig, path)
 
 

@@ -29,7 +29,8 @@ K = st.null
 n = sized(100, 10)
 labels = class_rows(K, n)
 seeds = list(range(len(labels)))                          # sample i of class c uses seed c * n + i
-judged = st.classify(st.sample(labels, seeds))
+unguided = st.sample(labels, seeds)
+judged = st.classify(unguided)
 confusion = np.zeros((K, K), int)
 np.add.at(confusion, (labels.numpy(), judged), 1)
 off = confusion * (1 - np.eye(K, dtype=int))
@@ -46,20 +47,23 @@ print(f"{'set':<20} {'judged ' + str(neg):>9} {'p_judge(' + str(neg) + '|x)':>14
 rows = {}
 for name, s, negative in [("s = 1", 1.0, None), ("CFG s = 1.25", 1.25, None), ("negative s = 1.25", 1.25, neg),
                           ("CFG s = 3", 3.0, None), ("negative s = 3", 3.0, neg)]:
-    x = st.sample(pos, seeds, scale=s, negative=negative)
+    x = unguided[labels == pos] if s == 1 else st.sample(pos, seeds, scale=s, negative=negative)   # s = 1: drawn
     with torch.no_grad():
         p = torch.softmax(st.judge()(x.to(st.device)), 1).cpu().numpy()
     f = features(st.judge(), x).numpy()
     rows[name] = dict(rate=float((p.argmax(1) == neg).mean()), p_neg=float(p[:, neg].mean()),
                       p_neg_se=float(p[:, neg].std() / np.sqrt(len(p))), acc=float((p.argmax(1) == pos).mean()),
                       fid=fid_from_features(f, real.of_class(pos)),
-                      div=mean_pairwise_distance(f) / real.diversity(pos), images=x[:10])
+                      div=mean_pairwise_distance(f) / real.diversity(pos), images=x, p_each=p[:, neg])
     r = rows[name]
     print(f"{name:<20} {r['rate']:>9.1%} {r['p_neg']:>7.4f}+-{r['p_neg_se']:.4f} {r['acc']:>9.1%} {r['fid']:>6.2f} "
           f"{r['div']:>10.2f}")
 real_fid = fid_from_features(real.train_feats[real.train_labels == pos], real.of_class(pos))
 print(f"{'real (train vs test)':<20} {'':>9} {'':>14} {'':>9} {real_fid:>6.2f}")
 
+show = np.argsort(-rows["s = 1"]["p_each"], kind="stable")[:10]   # the seeds that look most like neg at s = 1
+for r in rows.values():
+    r["images"] = r["images"][show]
 path = f"{args.out}/05_negative.png"
 viz_lessons.plot_negative(path, confusion=confusion, pos=pos, neg=neg, rows=rows, class_names=st.class_names)
 print(f"wrote {path}")

@@ -45,7 +45,7 @@ for name, v in mse.items():
     print(f"  {name:<22} {v:.4f}  ({v / mse['pos = class c']:.2f}x)")
 
 # 2. The same labels and seeds, every reference at the same s.
-labels = class_rows(K, sized(30, 3)).to(st.device)
+labels = class_rows(K, sized(20, 3)).to(st.device)
 negatives = next_class(labels, K)
 sets = {"s = 1 (no guidance)": guide(st.model, labels, scale=1.0),
         f"CFG, s = {S:g}": guide(st.model, labels, scale=S),

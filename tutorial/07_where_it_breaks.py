@@ -25,7 +25,7 @@ st = study(args.ckpt)
 n = sized(200, 20)
 
 path = f"{args.out}/07_removal.png"
-result = figures.removal_figure(st, path, k=K_REMOVED, seeds=range(n))
+result = figures.removal_figure(st, path, k=K_REMOVED, seeds=range(n), scales=(3.0, 5.0))
 names = st.class_names
 print(f"'anything but {K_REMOVED}', {n} samples per set, the same seeds, {st.sampler.label}; classes by the judge")
 print(f"{'set':<36} {'judged ' + str(K_REMOVED):>9} {'TV':>6}   most frequent classes")
