@@ -7,24 +7,16 @@ class and of the null label is exact at every noise level. The exact model and t
 same guide(...) and the same sampler. Convention: eps = eps_ref + s (eps_pos - eps_ref); s = 1 is no guidance
 (Ho & Salimans' w = s - 1). The text: docs/lesson01_exact_2d.md.
 """
-import argparse
-import os
-import time
-
 import torch
 
 from toydiff import checkpoint, playground
+from toydiff.lesson_cli import start
 from toydiff.metrics import total_variation
 from toydiff.schedule import NoiseSchedule
 from toydiff.toy2d import ExactDenoiser, toy2d
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("--ckpt", default="weights/toy2d.pt", help="a toy2d checkpoint (python train.py --dataset toy2d)")
-p.add_argument("--out", default="figures/toy2d", help="folder for the figures")
-args = p.parse_args()
-os.makedirs(args.out, exist_ok=True)
+args = start(__doc__, ckpt="weights/toy2d.pt", out="figures/toy2d")
 torch.set_num_threads(1)                       # 2D batches are too small to split across threads
-start = time.time()
 
 # 1. The mixture, the exact model (closed-form E[x0 | x_t, y]) and the learned MLP, on one noise schedule.
 mix = toy2d()
@@ -67,5 +59,4 @@ print("\nremoval of B, class masses (A, B, far, arc), exact model:")
 for name, m in masses.items():
     print(f"  {name:22s} {[round(v, 3) for v in m]}")
 playground.animation(f"{args.out}/particles.gif", models["exact"], schedule, mix, scale=S)
-print(f"\nwrote field.png, guided.png, trajectories.png, removal.png, particles.gif to {args.out} "
-      f"in {time.time() - start:.0f} s")
+print(f"\nwrote field.png, guided.png, trajectories.png, removal.png, particles.gif to {args.out}")
