@@ -35,13 +35,13 @@ def test_cifar10_trains_samples_and_draws_every_figure(cifar_run, tmp_path):
     images = np.load(out / "samples.npz")["images"]
     assert images.shape == (30, 3, 32, 32) and np.isfinite(images).all()
     figs = tmp_path / "f"
-    sample_main(["--run", cifar_run, "--figures", "all", "--n", "1", "--cloud-n", "4", "--sample-steps", "2",
-                 "--out", str(figs)])
+    sample_main(["--run", cifar_run, "--figures", "all", "--n", "1", "--cloud-n", "4", "--sample-steps", "3",
+                 "--out", str(figs)])                 # 3 steps: the animations skip the one at abar_t < 1e-3
     for name in ("means", "trajectories", "alignment", "removal", "posterior", "grids"):
         assert Image.open(figs / f"{name}.png").size[0] > 100, name
     for name in ("denoising", "plane"):
         gif = Image.open(figs / f"{name}.gif")
         assert gif.format == "GIF" and gif.n_frames >= 2, name
     assert sorted(os.listdir(figs)) == sorted([f"{n}.png" for n in ("means", "trajectories", "alignment",
-                                                                     "removal", "posterior", "grids")] +
+                                                                     "removal", "posterior", "grids", "hero")] +
                                               ["denoising.gif", "plane.gif"])
