@@ -7,16 +7,14 @@ class and of the null label is exact at every noise level. The exact model and t
 same guide(...) and the same sampler. Convention: eps = eps_ref + s (eps_pos - eps_ref); s = 1 is no guidance
 (Ho & Salimans' w = s - 1). The text: docs/lesson01_exact_2d.md.
 """
-import torch
-
 from toydiff import checkpoint, playground
-from toydiff.lesson_cli import start
+from toydiff.lesson_cli import sized, start
 from toydiff.metrics import total_variation
 from toydiff.schedule import NoiseSchedule
 from toydiff.toy2d import ExactDenoiser, toy2d
 
-args = start(__doc__, ckpt="weights/toy2d.pt", out="figures/toy2d")
-torch.set_num_threads(1)                       # 2D batches are too small to split across threads
+args = start(__doc__, ckpt="weights/toy2d.pt", out="figures/toy2d")      # --ckpt, --out; one thread; wall time
+N, n = sized(playground.N, 400), sized(600, 200)   # samples per measured set and per figure panel (CI: fewer)
 
 # 1. The mixture, the exact model (closed-form E[x0 | x_t, y]) and the learned MLP, on one noise schedule.
 mix = toy2d()
@@ -36,8 +34,8 @@ for row in playground.field_figure(f"{args.out}/field.png", models, schedule, mi
           f"{row['learned_vs_exact']:.3f}")
 
 # 3. Every guidance mode at N samples, against its exact target: component masses and energy distance (ED).
-rows = playground.measure(models, schedule, mix, pos=A, neg=B, scale=S)
-print(f"\nN = {playground.N} per set; ED to an exact target sample of N; floor = ED of two exact samples of N")
+rows = playground.measure(models, schedule, mix, pos=A, neg=B, scale=S, n=N)
+print(f"\nN = {N} per set; ED to an exact target sample of N; floor = ED of two exact samples of N")
 print(f"{'set':28s} {'target':24s} {'ED exact':>9s} {'ED learned':>10s} {'floor':>7s} "
       f"{'TV exact':>8s} {'TV learned':>10s}")
 for r in rows:
@@ -48,8 +46,8 @@ print("component masses (s = 1, all classes): exact pi", [round(v, 3) for v in m
       "| learned", [round(v, 3) for v in rows[0]["learned_mass"].tolist()])
 
 # 4. Guided samples against the exact tilted target p(x | A)^s p(x | ref)^(1 - s), s = 1, 2, 3, 5.
-print("\nguided vs tilted target (n = 600): ED exact / learned / floor")
-for r in playground.guided_figure(f"{args.out}/guided.png", models, schedule, mix, pos=A, neg=B):
+print(f"\nguided vs tilted target (n = {n}): ED exact / learned / floor")
+for r in playground.guided_figure(f"{args.out}/guided.png", models, schedule, mix, pos=A, neg=B, n=n):
     print(f"  {r['mode']:12s} s = {r['scale']:g}: {r['exact']:.4f} / {r['learned']:.4f} / {r['floor']:.4f}")
 
 # 5. Trajectories (same seeds), removal of B, and the animation.
