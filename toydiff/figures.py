@@ -21,6 +21,7 @@ import torch
 from . import geometry
 from . import checkpoint
 from .checkpoint import Run
+from .config import Config
 from .data import class_prior, load_dataset
 from .guidance import Guided, batched_forward, guide
 from .metrics import target_histogram, total_variation
@@ -50,6 +51,7 @@ MIN_ALPHA_BAR = 1e-3                    # the animations start at the first step
 class Study:
     """What every figure shares, loaded once: model, schedule, data, PCA plane, sampler, judge."""
     model: torch.nn.Module
+    cfg: Config                          # the checkpoint's
     schedule: NoiseSchedule
     sampler: Sampler                     # resolved for the model's T
     run_dir: str                         # where the judge is cached
@@ -65,15 +67,17 @@ class Study:
     _judge: object = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, run: Run, run_dir: str, sampler: Sampler) -> "Study":
-        """The study of a loaded run: reads its training split and fits the PCA plane."""
+    def of(cls, run: Run, run_dir: str, sampler: Sampler, *, train=None, data_dir: str | None = None) -> "Study":
+        """The study of a loaded run: reads its training split (unless given, as `load_dataset`'s (set, info)) from
+        `data_dir` (default: the run's) and fits the PCA plane."""
         cfg = run.cfg
-        train, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True)
+        data_dir = data_dir or cfg.train.data_dir
+        train, info = train or load_dataset(cfg.train.dataset, data_dir, train=True)
         x, y = train.tensors
-        return cls(model=run.model, schedule=NoiseSchedule.from_config(cfg.diffusion),
+        return cls(model=run.model, cfg=cfg, schedule=NoiseSchedule.from_config(cfg.diffusion),
                    sampler=sampler.resolve(cfg.diffusion.timesteps), run_dir=run_dir,
                    judge_name=checkpoint.judge_name(run.path, cfg.train.dataset), dataset=cfg.train.dataset,
-                   data_dir=cfg.train.data_dir, class_names=info.class_names, train_x=x, train_y=y,
+                   data_dir=data_dir, class_names=info.class_names, train_x=x, train_y=y,
                    plane=geometry.fit_plane(x), means=geometry.class_means(x, y, info.num_classes),
                    device=next(run.model.parameters()).device)
 

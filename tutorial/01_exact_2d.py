@@ -7,18 +7,18 @@ class and of the null label is exact at every noise level. The exact model and t
 same guide(...) and the same sampler. Convention: eps = eps_ref + s (eps_pos - eps_ref); s = 1 is no guidance
 (Ho & Salimans' w = s - 1). The text: docs/lesson01_exact_2d.md.
 """
-from toydiff import checkpoint, playground
+from toydiff import playground
 from toydiff.lesson_cli import sized, start
 from toydiff.metrics import total_variation
 from toydiff.schedule import NoiseSchedule
 from toydiff.toy2d import ExactDenoiser, toy2d
 
-args = start(__doc__, ckpt="weights/toy2d.pt", out="figures/toy2d")      # --ckpt, --out; one thread; wall time
+args = start(__doc__, ckpt="weights/toy2d.pt", out="figures/toy2d", device="cpu")   # the exact model is on the CPU
 N, n = sized(playground.N, 400), sized(600, 200)   # samples per measured set and per figure panel (CI: fewer)
 
 # 1. The mixture, the exact model (closed-form E[x0 | x_t, y]) and the learned MLP, on one noise schedule.
 mix = toy2d()
-learned = checkpoint.load_run(args.ckpt)
+learned = args.run                             # the checkpoint start() read
 schedule = NoiseSchedule.from_config(learned.cfg.diffusion)
 models = {"exact": ExactDenoiser(mix, schedule), "learned": learned.model}
 A, B = 0, 1                                    # the confusable pair: c = A, negative k = B

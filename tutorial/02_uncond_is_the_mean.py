@@ -22,7 +22,7 @@ from toydiff.data import load_dataset
 from toydiff.lesson_cli import start, study
 
 args = start(__doc__, ckpt="weights/digits.pt", out="figures/lessons")
-st = study(args.ckpt)
+st = study(args)
 test, _ = load_dataset(st.dataset, st.data_dir, train=False)
 x0, y = test.tensors                                     # held-out images (N, C, H, W) and their classes (N,)
 mu, mu_c = st.means[st.null], st.means[y]                # (D,) and (N, D): the mean each prediction should reach

@@ -21,7 +21,7 @@ from toydiff.lesson_cli import start, study
 
 POS, NEG = 5, 9                                       # the confusable pair of lesson 05 (5s judged 9 most often)
 args = start(__doc__, ckpt="weights/digits.pt", out="figures/lessons")
-st = study(args.ckpt)
+st = study(args)
 plane = geometry.mean_plane(st.means, POS, NEG)
 test, _ = load_dataset(st.dataset, st.data_dir, train=False)
 x0 = test.tensors[0][test.tensors[1] == POS]           # held-out images of class POS, (n, C, H, W)

@@ -22,7 +22,7 @@ from toydiff.judge import features
 POS, NEG = 5, 9                                      # the pair of lessons 03 and 05
 SCALES = [0.0, 1.0, 2.0, 3.0, 5.0, 8.0]
 args = start(__doc__, ckpt="weights/digits.pt", out="figures/lessons")
-st = study(args.ckpt)
+st = study(args)
 
 # 1. Distances in image space (pixels in [-1, 1]).
 mine, theirs = st.train_x[st.train_y == POS], st.train_x[st.train_y == NEG]

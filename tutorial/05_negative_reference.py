@@ -20,9 +20,10 @@ from toydiff.judge import features
 from toydiff.lesson_cli import sized, start, study
 from toydiff.metrics import fid_from_features, mean_pairwise_distance, real_reference
 from toydiff.pipeline import class_rows
+from toydiff.sampling import Sampler
 
 args = start(__doc__, ckpt="weights/digits.pt", out="figures/lessons")
-st = study(args.ckpt)
+st = study(args, Sampler(sample_steps=25))                # DDIM-25: this lesson's 2000 samples in a minute
 K = st.null
 
 # 1. The unguided model's confusion matrix: row c = the class asked for, column = the class the judge sees.
@@ -38,16 +39,20 @@ pos, neg = map(int, np.unravel_index(off.argmax(), off.shape))
 print(f"unguided (s = 1), {n} samples per class: {off.sum()} of {len(labels)} judged another class; "
       f"most often {pos} -> {neg} ({off[pos, neg]} of {n})")
 
-# 2. The same samples of class pos (the same seeds), guided by CFG and by the negative neg at the same s.
-seeds = seeds[pos * n:(pos + 1) * n]
+# 2. The same samples of class pos (the same seeds), guided by CFG and by the negative neg at the same s:
+# the n drawn above and m - n more (seeds K n, K n + 1, ...).
+m = sized(200, 10)
+extra = list(range(K * n, K * n + m - n))
+seeds = seeds[pos * n:(pos + 1) * n] + extra
+drawn = torch.cat([unguided[labels == pos], st.sample(pos, extra)])
 real = real_reference(st.judge(), dataset=st.dataset, data_dir=st.data_dir)
-print(f"\nthe same {n} seeds of class {pos}; p_judge: the judge's probabilities; FID against real {pos}s")
+print(f"\nthe same {m} seeds of class {pos}; p_judge: the judge's probabilities; FID against real {pos}s")
 print(f"{'set':<20} {'judged ' + str(neg):>9} {'p_judge(' + str(neg) + '|x)':>14} {'accuracy':>9} "
       f"{'FID':>6} {'diversity':>10}")
 rows = {}
 for name, s, negative in [("s = 1", 1.0, None), ("CFG s = 1.25", 1.25, None), ("negative s = 1.25", 1.25, neg),
                           ("CFG s = 3", 3.0, None), ("negative s = 3", 3.0, neg)]:
-    x = unguided[labels == pos] if s == 1 else st.sample(pos, seeds, scale=s, negative=negative)   # s = 1: drawn
+    x = drawn if s == 1 else st.sample(pos, seeds, scale=s, negative=negative)
     with torch.no_grad():
         p = torch.softmax(st.judge()(x.to(st.device)), 1).cpu().numpy()
     f = features(st.judge(), x).numpy()

@@ -24,8 +24,8 @@ from toydiff.pipeline import class_rows, generate, next_class
 EARLY = "weights/digits_step500.pt"
 S = 3.0
 args = start(__doc__, ckpt="weights/digits.pt", out="figures/lessons")
-st = study(args.ckpt)
-early = checkpoint.load_reference(EARLY, checkpoint.config_of(checkpoint.load(args.ckpt)), device=st.device).model
+st = study(args)
+early = checkpoint.load_reference(EARLY, st.cfg, device=st.device).model
 K = st.null
 
 # 1. How wrong is each reference? E ||eps_hat - eps||^2 on held-out images, at random t, relative to pos.
