@@ -107,6 +107,13 @@ def predict(judge: Judge, images: torch.Tensor, batch_size: int = 512) -> torch.
     return out.long() if out.numel() else torch.empty(0, dtype=torch.long)
 
 
+def probabilities(judge: Judge, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """(N, K) the judge's p(c | x) for images in [-1, 1], (N, C, H, W); on the CPU."""
+    judge.eval()
+    with torch.no_grad():
+        return _batched(lambda x: torch.softmax(judge(x).float(), 1), images, batch_size, _device_of(judge))
+
+
 def features(judge: Judge, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """(N, D) float32 penultimate features for images in [-1, 1]; on the CPU."""
     judge.eval()

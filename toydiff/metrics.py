@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .judge import Judge, features, predict, threads
+from .judge import Judge, features, predict, probabilities, threads
 from .samples import Samples
 
 
@@ -252,3 +252,30 @@ def evaluate_samples(samples: Samples, judge: Judge, real: RealReference) -> dic
     if samples.names:
         result["real"] = real_row(real, labels=samples.of(samples.names[0], "labels"))
     return result
+
+
+# ---------------------------------------------------------------- a confusable pair (lessons 05 and 08)
+
+def confusion_matrix(asked: np.ndarray, judged: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) counts: row = the class asked for, column = the class the judge sees."""
+    m = np.zeros((num_classes, num_classes), int)
+    np.add.at(m, (np.asarray(asked), np.asarray(judged)), 1)
+    return m
+
+
+def most_confused(confusion: np.ndarray) -> tuple[int, int]:
+    """(pos, neg), pos != neg: the off-diagonal cell with the most counts (the first in row order on a tie)."""
+    off = np.where(np.eye(len(confusion), dtype=bool), -1, confusion)
+    return tuple(map(int, np.unravel_index(off.argmax(), off.shape)))
+
+
+def pair_row(judge: Judge, images: torch.Tensor, *, pos: int, neg: int, real: RealReference) -> dict:
+    """How samples asked to be `pos` fare against `neg`: the share judged neg (`rate`), the mean judge probability
+    of neg (`p_neg`, its standard error `p_neg_se`, and per image `p_each`), the share judged pos (`acc`),
+    classifier-FID against real pos test images (`fid`) and diversity relative to them (`div`)."""
+    p = probabilities(judge, images).numpy()
+    f = features(judge, images).numpy()
+    return dict(rate=float((p.argmax(1) == neg).mean()), p_neg=float(p[:, neg].mean()),
+                p_neg_se=float(p[:, neg].std() / np.sqrt(len(p))), acc=float((p.argmax(1) == pos).mean()),
+                fid=fid_from_features(f, real.of_class(pos)), div=mean_pairwise_distance(f) / real.diversity(pos),
+                p_each=p[:, neg])

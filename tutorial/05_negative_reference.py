@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from toydiff import viz_lessons
-from toydiff.judge import features
 from toydiff.lesson_cli import sized, start, study
-from toydiff.metrics import fid_from_features, mean_pairwise_distance, real_reference
+from toydiff.metrics import confusion_matrix, fid_from_features, most_confused, pair_row, real_reference
 from toydiff.pipeline import class_rows
 from toydiff.sampling import Sampler
 
@@ -31,17 +30,14 @@ n = sized(100, 10)
 labels = class_rows(K, n)
 seeds = list(range(len(labels)))                          # sample i of class c uses seed c * n + i
 unguided = st.sample(labels, seeds)
-judged = st.classify(unguided)
-confusion = np.zeros((K, K), int)
-np.add.at(confusion, (labels.numpy(), judged), 1)
-off = confusion * (1 - np.eye(K, dtype=int))
-pos, neg = map(int, np.unravel_index(off.argmax(), off.shape))
-print(f"unguided (s = 1), {n} samples per class: {off.sum()} of {len(labels)} judged another class; "
-      f"most often {pos} -> {neg} ({off[pos, neg]} of {n})")
+confusion = confusion_matrix(labels.numpy(), st.classify(unguided), K)
+pos, neg = most_confused(confusion)
+print(f"unguided (s = 1), {n} samples per class: {len(labels) - np.trace(confusion)} of {len(labels)} judged "
+      f"another class; most often {pos} -> {neg} ({confusion[pos, neg]} of {n})")
 
 # 2. The same samples of class pos (the same seeds), guided by CFG and by the negative neg at the same s:
 # the n drawn above and m - n more (seeds K n, K n + 1, ...).
-m = sized(200, 10)
+m = sized(200, 20)
 extra = list(range(K * n, K * n + m - n))
 seeds = seeds[pos * n:(pos + 1) * n] + extra
 drawn = torch.cat([unguided[labels == pos], st.sample(pos, extra)])
@@ -53,14 +49,7 @@ rows = {}
 for name, s, negative in [("s = 1", 1.0, None), ("CFG s = 1.25", 1.25, None), ("negative s = 1.25", 1.25, neg),
                           ("CFG s = 3", 3.0, None), ("negative s = 3", 3.0, neg)]:
     x = drawn if s == 1 else st.sample(pos, seeds, scale=s, negative=negative)
-    with torch.no_grad():
-        p = torch.softmax(st.judge()(x.to(st.device)), 1).cpu().numpy()
-    f = features(st.judge(), x).numpy()
-    rows[name] = dict(rate=float((p.argmax(1) == neg).mean()), p_neg=float(p[:, neg].mean()),
-                      p_neg_se=float(p[:, neg].std() / np.sqrt(len(p))), acc=float((p.argmax(1) == pos).mean()),
-                      fid=fid_from_features(f, real.of_class(pos)),
-                      div=mean_pairwise_distance(f) / real.diversity(pos), images=x, p_each=p[:, neg])
-    r = rows[name]
+    r = rows[name] = dict(pair_row(st.judge(), x, pos=pos, neg=neg, real=real), images=x)
     print(f"{name:<20} {r['rate']:>9.1%} {r['p_neg']:>7.4f}+-{r['p_neg_se']:.4f} {r['acc']:>9.1%} {r['fid']:>6.2f} "
           f"{r['div']:>10.2f}")
 real_fid = fid_from_features(real.train_feats[real.train_labels == pos], real.of_class(pos))
