@@ -34,6 +34,9 @@ def test_export_keeps_the_ema_weights_and_drops_the_training_state(trained_run, 
     assert all(torch.equal(blob["ema"][k], full["ema"][k]) for k in full["ema"])
     assert set(prov) == PROVENANCE and _plain(blob["provenance"]) and blob["provenance"]["train_seconds"] > 0
     assert os.path.getsize(out) < os.path.getsize(os.path.join(trained_run, "ckpt.pt"))
+    assert blob["config"]["train"]["data_dir"] is None           # the trainer's folder is not the user's
+    assert {k: v for k, v in blob["config"]["train"].items() if k != "data_dir"} == \
+        {k: v for k, v in full["config"]["train"].items() if k != "data_dir"}
 
 
 def test_shipped_weights_sample_with_no_run_folder(trained_run, tmp_path, monkeypatch, capsys):

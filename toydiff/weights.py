@@ -69,7 +69,9 @@ def export(source: str, out: str, *, command: str, commit: str, device: str) -> 
     provenance = dict(command=command, seed=run.cfg.train.seed, commit=commit,
                       train_seconds=_train_seconds(run_dir, run.step), device=device, torch=str(torch.__version__),
                       source=ckpt_path, exported=datetime.date.today().isoformat())
-    checkpoint.save({"config": ckpt["config"], "step": run.step, "ema": ckpt["ema"],
+    # The trainer's data folder means nothing on a user's machine: the weights read ./data unless told otherwise.
+    config = {**ckpt["config"], "train": {**ckpt["config"]["train"], "data_dir": None}}
+    checkpoint.save({"config": config, "step": run.step, "ema": ckpt["ema"],
                      "provenance": provenance}, out)
     return provenance
 
