@@ -89,12 +89,17 @@ def run_files(run_dir: str) -> list[str]:
 def check_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> str | None:
     """The checkpoint to resume from, or None for a fresh run. A folder holding any toydiff file (ckpt.pt, a kept
     ckpt_step*.pt, log.csv) is a run: never cleared by accident. Resuming takes ckpt.pt, or, when a run stopped
-    before writing one, its newest kept checkpoint."""
+    before writing one, its newest kept checkpoint. Any of those names that is there but not a file is refused."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise UserError(f"--run {run_dir} is a file, not a folder")
     latest, _ = locate(run_dir)
+    names = [latest, os.path.join(run_dir, LOG_FILE)] + [path for _, path in kept_checkpoints(run_dir)]
+    odd = next((p for p in names if os.path.lexists(p) and not os.path.isfile(p)), None)
+    if odd is not None:                         # a folder (or a dangling link, a FIFO) where the run keeps a file
+        kind = "a folder" if os.path.isdir(odd) else "not a regular file"
+        raise UserError(f"{odd} is {kind}, where a run keeps a file; move it out of {run_dir}, or pick another --run")
     found = run_files(run_dir)
     if resume:
         if os.path.isfile(latest):

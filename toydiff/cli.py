@@ -4,6 +4,8 @@ a parser that reports a bad flag in one line, the `error: ...` / exit 2 wrapper,
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -17,17 +19,81 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the process is, so cleanup runs (an atomic write removes its temp file)
+    as for Ctrl-C; the default action would kill the process on the spot and leave the temp file behind."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+class QuietStdout:
+    """sys.stdout that never fails the command: once the reader is gone (`| head -n 1`) or the disk is full
+    (`> /dev/full`), what follows goes to /dev/null, and the files are still written. stdout only reports."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Point the descriptor at /dev/null, so the buffered rest (and Python's flush at exit) succeeds."""
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, self._stream.fileno())
+        except (OSError, ValueError, AttributeError):           # no descriptor (a test's capture): drop silently
+            self._stream = open(os.devnull, "w")
+        finally:
+            os.close(null)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def run_cli(main: Callable[[], object]) -> None:
-    """Run `main`, turning a UserError into `error: ...` on stderr and exit code 2, and Ctrl-C into one line and
-    exit code 130 (every output is written atomically, so none is left half-written)."""
+    """Run `main`, turning a UserError into `error: ...` on stderr and exit code 2, Ctrl-C into one line and exit
+    code 130, SIGTERM / SIGHUP into one line and 128 + the signal (every output is written atomically, so none is
+    left half-written). stdout failing (closed early, full) never stops the command. Under torchrun every rank runs
+    the same checks on the same input, so rank 0 alone prints the line."""
+    speaks = os.environ.get("RANK", "0") == "0"
+    stdout, sys.stdout = sys.stdout, QuietStdout(sys.stdout)
+    try:
+        previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:                                          # not the main thread: leave signals alone
+        previous = {}
     try:
         main()
+        sys.stdout.flush()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if speaks:
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted (Ctrl-C); files already complete were kept, none is half-written", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, Terminated) as stop:
+        name = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else str(stop)
+        if speaks:
+            print(f"interrupted ({name}); files already complete were kept, none is half-written", file=sys.stderr)
+        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 128 + stop.signum)
+    finally:
+        sys.stdout.flush()
+        sys.stdout = stdout
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def path(text: str) -> str:

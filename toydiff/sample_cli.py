@@ -27,7 +27,7 @@ from . import checkpoint, cli, samples
 from .cli import ArgumentParser, run_cli
 from .errors import UserError
 from .figures import FIGURES
-from .files import writable_dir
+from .files import output_dir
 from .guidance import TRACKERS, check_classes, check_interval, guide
 from .judge import threads
 from .models import cpu_threads
@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("sample.py is a single process (sampling is not distributed across torchrun ranks); run "
+                        "`python sample.py ...` without torchrun")
     mode, args = parse(argv)
     if mode != "sampling":
         from . import study_cli
@@ -173,33 +176,34 @@ def sample(args: argparse.Namespace) -> None:
     prior = class_prior(run.cfg) if args.cls == "none" and args.negative else None
     sets = plan_sets(args, run.model, ref.model if ref else None, run.cfg.diffusion.timesteps, prior)
     seeds = seed_range(args.seed, len(sets[0].guided.pos))
-    out = writable_dir(args.out or checkpoint.default_out(run.path, run_dir), what="output folder (--out)")
-
-    schedule = NoiseSchedule.from_config(run.cfg.diffusion)
-    results = []
-    for s in sets:
-        with threads(cpu_threads(run.cfg.model, device)):
-            images = generate(s.guided, schedule, sampler, seeds=seeds)
-        if len(images.shape) == 4:
-            path = os.path.join(out, f"grid_{s.name}.png")
-            save_grid(images, path, nrow=args.n)
-        else:                                                          # points in R^2 (toy2d): a scatter
-            from .viz2d import plot_points
-            path = os.path.join(out, f"points_{s.name}.png")
-            plot_points(path, images, s.guided.pos, title=f"{s.name}, s = {s.guided.scale:g}, {sampler.label}")
-        print(f"wrote {path}  ({s.name}, s = {s.guided.scale:g})")
-        results.append((s, images))
-    settings = dict(ckpt=run.path, step=run.step, sampler=sampler.label, sample_steps=sampler.sample_steps,
-                    eta=sampler.eta, seed=args.seed, n_per_class=args.n, weights=args.weights,
-                    ref_ckpt=args.ref_ckpt, interval=args.interval, rescale=args.rescale,
-                    dynamic=args.dynamic, dynamic_max=args.dynamic_max, tracker=args.tracker,
-                    convention="eps = eps_ref + s (eps_pos - eps_ref); w = s - 1")
-    path = os.path.join(out, "samples.npz")
-    samples.write(path, results, seeds, settings)
-    print(f"wrote {path}")
-    if args.eval:
-        from .study_cli import evaluate_file
-        evaluate_file(path, run.cfg, run.path, run_dir, device=device)
+    out = args.out or checkpoint.default_out(run.path, run_dir)
+    with output_dir(out, what="output folder (--out)"):     # held: a second sample.py into it is refused
+        schedule = NoiseSchedule.from_config(run.cfg.diffusion)
+        results = []
+        for s in sets:
+            with threads(cpu_threads(run.cfg.model, device)):
+                images = generate(s.guided, schedule, sampler, seeds=seeds)
+            if len(images.shape) == 4:
+                path = os.path.join(out, f"grid_{s.name}.png")
+                save_grid(images, path, nrow=args.n)
+            else:                                                      # points in R^2 (toy2d): a scatter
+                from .viz2d import plot_points
+                path = os.path.join(out, f"points_{s.name}.png")
+                plot_points(path, images, s.guided.pos,
+                            title=f"{s.name}, s = {s.guided.scale:g}, {sampler.label}")
+            print(f"wrote {path}  ({s.name}, s = {s.guided.scale:g})")
+            results.append((s, images))
+        settings = dict(ckpt=run.path, step=run.step, sampler=sampler.label, sample_steps=sampler.sample_steps,
+                        eta=sampler.eta, seed=args.seed, n_per_class=args.n, weights=args.weights,
+                        ref_ckpt=args.ref_ckpt, interval=args.interval, rescale=args.rescale,
+                        dynamic=args.dynamic, dynamic_max=args.dynamic_max, tracker=args.tracker,
+                        convention="eps = eps_ref + s (eps_pos - eps_ref); w = s - 1")
+        path = os.path.join(out, "samples.npz")
+        samples.write(path, results, seeds, settings)
+        print(f"wrote {path}")
+        if args.eval:
+            from .study_cli import evaluate_file
+            evaluate_file(path, run.cfg, run.path, run_dir, device=device)
 
 
 def class_prior(cfg) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from . import checkpoint, figures, samples, sweep
 from .config import Config
 from .errors import UserError
-from .files import write_json, writable_dir
+from .files import output_dir, write_json
 from .guidance import check_classes, check_interval, guide
 from . import judge as judges  # module access: judges.judge_for can be swapped (tests)
 from .metrics import real_reference, evaluate_samples
@@ -53,12 +53,16 @@ def make_figures(args: argparse.Namespace) -> list[str]:
         grid_negatives = next_class(torch.tensor(classes), K).tolist()
     else:
         grid_negatives = [neg] * len(classes)
-    out = writable_dir(args.out or "figures", what="output folder (--out)")
-    if args.cls == "all" or not args.negative:
-        print(f"figures: pos = class {study.class_names[pos]}, neg = class {study.class_names[neg]} ({why})")
-    return figures.make_figures(study, figures.FIGURES if args.figures == "all" else [args.figures], out=out,
-                                pos=pos, neg=neg, scale=args.scale, seed=args.seed, cloud_n=args.cloud_n,
-                                grid_classes=classes, grid_negatives=grid_negatives, grid_n=args.n)
+    absent = [c for c in dict.fromkeys((pos, neg)) if not (study.train_y == c).any()]
+    if absent:                  # the figures start from its images: its mean, its x_t, its backdrop
+        raise UserError(f"class {study.class_names[absent[0]]} has no images in the {study.dataset} training split "
+                        f"the figures read; pick a pair present there with --class and --negative")
+    with output_dir(args.out or "figures", what="output folder (--out)") as out:
+        if args.cls == "all" or not args.negative:
+            print(f"figures: pos = class {study.class_names[pos]}, neg = class {study.class_names[neg]} ({why})")
+        return figures.make_figures(study, figures.FIGURES if args.figures == "all" else [args.figures], out=out,
+                                    pos=pos, neg=neg, scale=args.scale, seed=args.seed, cloud_n=args.cloud_n,
+                                    grid_classes=classes, grid_negatives=grid_negatives, grid_n=args.n)
 
 
 def make_sweep(args: argparse.Namespace) -> dict:
@@ -78,22 +82,23 @@ def make_sweep(args: argparse.Namespace) -> dict:
     plan = sweep.plan(run.model, schedule, ref_model=ref.model if ref else None,
                       scales=args.sweep_scales or sweep.SCALES, n_per_class=args.sweep_n, seed=args.seed,
                       interval=args.interval)
-    out = writable_dir(args.out or "figures", what="output folder (--out)")
-    judge = judges.judge_for(run_dir, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir, device=device,
-                             name=checkpoint.judge_name(run.path, run.cfg.train.dataset))
-    real = real_reference(judge, dataset=run.cfg.train.dataset, data_dir=run.cfg.train.data_dir)
-    lo, hi = plan.interval
-    print(f"sweep: {run.path} (step {run.step}); {args.sweep_n} per class x {run.cfg.model.num_classes} classes, "
-          f"{sampler.label}, seeds {args.seed}..; s in {', '.join(f'{s:g}' for s in plan.scales)}; "
-          f"interval t in [{lo}, {hi}]" + (f"; autoguidance ref {ref.path} (step {ref.step})" if ref else ""))
-    t0 = time.time()
-    result = sweep.run(plan, schedule, sampler, judge=judge, real=real)
-    result["settings"].update(ckpt=run.path, step=run.step, ref_ckpt=ref.path if ref else None,
-                              ref_step=ref.step if ref else None, device=str(device),
-                              wall_seconds=round(time.time() - t0, 1))
-    png_path, json_path = sweep.save(result, out)
-    print(f"wrote {png_path} and {json_path} ({time.time() - t0:.0f} s)")
-    return result
+    with output_dir(args.out or "figures", what="output folder (--out)") as out:
+        tc = run.cfg.train
+        judge = judges.judge_for(run_dir, dataset=tc.dataset, data_dir=tc.data_dir, device=device,
+                                 name=checkpoint.judge_name(run.path, tc.dataset))
+        real = real_reference(judge, dataset=tc.dataset, data_dir=tc.data_dir)
+        lo, hi = plan.interval
+        print(f"sweep: {run.path} (step {run.step}); {args.sweep_n} per class x {run.cfg.model.num_classes} "
+              f"classes, {sampler.label}, seeds {args.seed}..; s in {', '.join(f'{s:g}' for s in plan.scales)}; "
+              f"interval t in [{lo}, {hi}]" + (f"; autoguidance ref {ref.path} (step {ref.step})" if ref else ""))
+        t0 = time.time()
+        result = sweep.run(plan, schedule, sampler, judge=judge, real=real)
+        result["settings"].update(ckpt=run.path, step=run.step, ref_ckpt=ref.path if ref else None,
+                                  ref_step=ref.step if ref else None, device=str(device),
+                                  wall_seconds=round(time.time() - t0, 1))
+        png_path, json_path = sweep.save(result, out)
+        print(f"wrote {png_path} and {json_path} ({time.time() - t0:.0f} s)")
+        return result
 
 
 def evaluate_existing(args: argparse.Namespace) -> dict:

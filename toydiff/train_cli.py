@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 
@@ -19,13 +19,13 @@ from .cli import ArgumentParser, int_list, path, run_cli
 from .config import ConfigError, check_config, check_model_config, fit_to_data, preset
 from .data import DATASETS, load_dataset
 from .errors import UserError
-from .files import exclusive_lock, writable_dir
+from .files import check_creatable, output_dir
 from .guidance import check_scale, guide
 from .pipeline import class_rows, generate, save_grid
 from .runtime import init_distributed, resolve_device
 from .sampling import Sampler
 from .schedule import NoiseSchedule
-from .training import TrainingInterrupted, check_setup, train
+from .training import TrainingInterrupted, check_resume, check_setup, train
 from .judge import threads
 from .models import build_model, cpu_threads
 
@@ -118,8 +118,10 @@ def _main(argv: list[str] | None) -> None:
     with flag_names():
         check_model_config(cfg.model)                       # image size vs levels, width vs groups: before writing
     check_setup(cfg, device, dist_info, n_images=len(data))
-    writable_dir(run_dir, what="run folder (--run)")
-    with exclusive_lock(run_dir, what="run folder") if dist_info.is_main else nullcontext():
+    if resumed:
+        check_resume(resumed, cfg)                          # the training state, as the config: before writing
+    check_creatable(_grid_path(run_dir, grid_scale), what="the final grid")
+    with output_dir(run_dir, what="run folder (--run)", lock=dist_info.is_main):
         if dist_info.is_main:
             print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
                   f"{cfg.model.kind.upper()} {build_model(cfg.model).num_parameters():,} parameters; device {device}; "
@@ -129,7 +131,8 @@ def _main(argv: list[str] | None) -> None:
             model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume=resumed,
                           progress=not args.no_progress)
         except TrainingInterrupted as stop:
-            print(f"{stop}. Continue with: python train.py --run {run_dir} --resume", file=sys.stderr)
+            if dist_info.is_main:
+                print(f"{stop}. Continue with: python train.py --run {run_dir} --resume", file=sys.stderr)
             sys.exit(stop.exit_code)
         if dist_info.is_main:
             _final_grid(model, cfg, run_dir, grid_scale, grid_sampler)
@@ -157,6 +160,10 @@ def _check_resume_flags(args, stored, given: set[str]) -> None:
                             f"{old}; drop the flag, or start a new run with --run DIR")
 
 
+def _grid_path(run_dir: str, scale: float) -> str:
+    return os.path.join(run_dir, f"samples_cfg{scale:g}.png")
+
+
 def _final_grid(model, cfg, run_dir: str, scale: float, sampler: Sampler) -> None:
     """One row per class, CFG at `scale`, seeds 0..: a first look at what was learned (vectors in R^2: a scatter
     of POINTS_PER_CLASS per class instead)."""
@@ -167,7 +174,7 @@ def _final_grid(model, cfg, run_dir: str, scale: float, sampler: Sampler) -> Non
     with torch.no_grad(), threads(cpu_threads(cfg.model, next(model.parameters()).device)):
         images = generate(guide(model.eval(), labels, scale=scale), NoiseSchedule.from_config(cfg.diffusion),
                           sampler, seeds=list(range(len(labels))))
-    path = os.path.join(run_dir, f"samples_cfg{scale:g}.png")
+    path = _grid_path(run_dir, scale)
     if points:
         from .viz2d import plot_points
         plot_points(path, images, labels, title=f"CFG s = {scale:g}, {sampler.label}")

@@ -176,24 +176,11 @@ def _train(cfg: Config, run_dir: str, *, data: TensorDataset, device: torch.devi
     check_setup(cfg, device, dist_info, n_images=len(data))
     torch.manual_seed(tc.seed)
     schedule = NoiseSchedule.from_config(cfg.diffusion)
-    model = build_model(cfg.model).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(tc.ema_decay), use_buffers=True)
+    model, ema, optimizer, scheduler = _training_objects(cfg, device)
     start, elapsed = 0, 0.0
     if resume is not None:
-        try:
-            model.load_state_dict(resume["model"])
-            ema.module.load_state_dict(resume["ema"])
-            ema.n_averaged.fill_(resume["ema_updates"])
-            optimizer.load_state_dict(resume["optimizer"])
-            scheduler.load_state_dict(resume["scheduler"])
-            torch.set_rng_state(resume["rng"]["torch"])
-            start, elapsed = int(resume["step"]), float(resume.get("seconds", 0.0))
-        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as err:
-            raise UserError(f"cannot resume: the checkpoint's training state is incomplete or does not fit "
-                            f"({type(err).__name__}: {_first_line(err)}); sample from it, or start a new run "
-                            "in another folder") from None
+        start, elapsed = restore(resume, model, ema, optimizer, scheduler)
+        torch.set_rng_state(resume["rng"]["torch"])
     net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if dist_info.enabled else model
     amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tc.amp]     # checked by check_config
@@ -291,6 +278,87 @@ def _train(cfg: Config, run_dir: str, *, data: TensorDataset, device: torch.devi
                 raise TrainingInterrupted(done, ckpt_path, interrupted["signal"] or signal.SIGINT)
     bar.close()
     return ema.module if dist_info.is_main else model
+
+
+def _training_objects(cfg: Config, device: torch.device) -> tuple:
+    """(model, EMA, AdamW, LR schedule), freshly built: what a checkpoint's training state is restored into."""
+    model = build_model(cfg.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.train.ema_decay), use_buffers=True)
+    return model, ema, optimizer, scheduler
+
+
+def check_resume(resume: dict, cfg: Config) -> None:
+    """Refuse a checkpoint's training state before anything runs or is written (as `check_config` refuses a
+    config): `restore` into scratch objects on the CPU, which `train` then repeats on its own."""
+    with torch.random.fork_rng(devices=[]):     # building the scratch model draws from the global RNG
+        restore(resume, *_training_objects(cfg, torch.device("cpu")))
+
+
+def restore(resume: dict, model, ema, optimizer, scheduler) -> tuple[int, float]:
+    """Load a checkpoint's training state into freshly built (model, EMA, AdamW, LR schedule); return (step,
+    seconds trained). Everything is checked, since the file may be crafted: each part present and of its type,
+    the weights and Adam's moments of the model's shapes and finite, the optimizer's settings those the config
+    gives (betas, eps, weight decay, lr), the counters within the step. Any fault is one UserError."""
+    def refuse(what: str):
+        raise UserError(f"cannot resume: the checkpoint's training state {what}; sample from it, or start a new "
+                        "run in another folder")
+
+    step, seconds = resume["step"], resume.get("seconds", 0.0)
+    if not _is_number(seconds) or not 0 <= seconds < math.inf:
+        refuse(f"has seconds {seconds!r}, not a time")
+    if type(resume.get("ema_updates")) is not int or not 0 <= resume["ema_updates"] <= step:
+        refuse(f"has ema_updates {resume.get('ema_updates')!r}, not a count of steps up to {step}")
+    rng = resume.get("rng")
+    if not (isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8
+            and rng["torch"].shape == torch.get_rng_state().shape):
+        refuse("has no torch RNG state of the right size")
+    expected = [dict(g) for g in optimizer.param_groups]              # what the config gives
+    if not isinstance(resume.get("scheduler"), dict) or set(resume["scheduler"]) - set(scheduler.state_dict()):
+        refuse("has no learning-rate schedule, or one with fields this toydiff never writes")
+    for name, load in (("model", model.load_state_dict), ("ema", ema.module.load_state_dict),
+                       ("optimizer", optimizer.load_state_dict), ("scheduler", scheduler.load_state_dict)):
+        if name not in resume:
+            refuse(f"is incomplete (no {name!r})")
+        try:
+            load(resume[name])
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as err:
+            refuse(f"({name!r}) does not fit the model ({type(err).__name__}: {_first_line(err)[:80]})")
+    ema.n_averaged.fill_(resume["ema_updates"])
+    if not (_all_finite(model) and _all_finite(ema.module)):
+        refuse("holds NaN or infinite weights")
+    for group, want in zip(optimizer.param_groups, expected):
+        wrong = [k for k in want if k not in ("params", "lr") and _plain(group.get(k, want[k])) != _plain(want[k])]
+        if wrong:
+            refuse(f"has optimizer settings the config does not give ({', '.join(f'{k} {group[k]!r}' for k in wrong)})")
+        if not _is_number(group["lr"]) or not 0 <= group["lr"] <= want["initial_lr"] * (1 + 1e-6):
+            refuse(f"has learning rate {group['lr']!r}, outside 0..{want['initial_lr']:g} (--lr)")
+    params = {id(p): p for p in model.parameters()}
+    for p, state in optimizer.state.items():
+        moments = [state.get(k) for k in ("exp_avg", "exp_avg_sq")] if isinstance(state, dict) else []
+        count = state.get("step") if isinstance(state, dict) else None
+        if id(p) not in params or len(moments) != 2 or not all(
+                isinstance(m, torch.Tensor) and m.is_floating_point() and m.shape == p.shape and m.isfinite().all()
+                for m in moments) or (moments[1] < 0).any():
+            refuse("has Adam moments that are missing, of another shape than the model's, or not finite")
+        count = count.item() if isinstance(count, torch.Tensor) and count.numel() == 1 else count
+        if not _is_number(count) or count != int(count) or not 0 <= count <= step:
+            refuse(f"has an optimizer step {count!r}, not a count up to the run's step {step}")
+    if (scheduler.last_epoch != step or scheduler.base_lrs != [g["initial_lr"] for g in expected]
+            or not all(_is_number(v) and 0 <= v < math.inf for v in scheduler.get_last_lr())):
+        refuse(f"has a learning-rate schedule at another step than {step}, or with other rates than the config's")
+    return step, float(seconds)
+
+
+def _is_number(v) -> bool:
+    """An int or float (not a bool, not a string): float(v) then compares and formats as a number."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _plain(v):
+    """Lists as tuples, so a setting reads the same however the file stored it."""
+    return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
 def _all_finite(model: torch.nn.Module) -> bool:
