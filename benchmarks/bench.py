@@ -46,7 +46,7 @@ from toydiff.cli import ArgumentParser, int_list, positive_int, run_cli
 from toydiff.config import preset
 from toydiff.data import DATASETS, class_prior, load_dataset
 from toydiff.errors import UserError
-from toydiff.files import write_json
+from toydiff.files import check_creatable, write_json
 from toydiff.guidance import TRACKERS, guide
 from toydiff.judge import judge_for, predict
 from toydiff.metrics import evaluate, real_reference, real_row, target_histogram, total_variation
@@ -225,10 +225,26 @@ def case_time_to_quality(ctx: "Context") -> dict:
                 train_seconds_to_target=first["train_seconds"] if first else None)
 
 
+def removal_sets(ctx: "Context", k: int) -> dict:
+    """The guided denoisers of `removal` for class k (building them checks --classes, --lam, --ceiling)."""
+    model, _ = ctx.model(trained=True)
+    K, (ceiling, tracker, lam) = ctx.cfg.model.num_classes, (ctx.args.ceiling, ctx.args.tracker, ctx.args.lam)
+    nulls = torch.full((ctx.args.n * K,), K, device=ctx.device)
+    prior = class_prior(ctx.train_data.tensors[1], K)
+    return {"static s=3": guide(model, nulls, scale=3.0, negatives=[(k, 1.0)]),
+            f"posterior (lambda {lam:g}, ceiling {ceiling:g}, {tracker})":
+                guide(model, nulls, scale=ceiling, negatives=[(k, 1.0)], dynamic=lam, tracker=tracker),
+            "exact baseline": guide(model, quota_labels(prior, len(nulls), removed=[k]).to(ctx.device), scale=1.0)}
+
+
+def removal_classes(ctx: "Context") -> list[int]:
+    return list(ctx.args.classes) if ctx.args.classes is not None else list(range(ctx.cfg.model.num_classes))
+
+
 def case_removal(ctx: "Context") -> dict:
     model, step = ctx.model(trained=True)
     judge, K = ctx.judge(), ctx.cfg.model.num_classes
-    N, ceiling, tracker, lam = ctx.args.n * K, ctx.args.ceiling, ctx.args.tracker, ctx.args.lam
+    N, ceiling = ctx.args.n * K, ctx.args.ceiling
     schedule, sampler = NoiseSchedule.from_config(ctx.cfg.diffusion), Sampler("ddim", 50, eta=ctx.args.eta)
     prior = class_prior(ctx.train_data.tensors[1], K)
     nulls, seeds = torch.full((N,), K, device=ctx.device), list(range(N))
@@ -242,13 +258,9 @@ def case_removal(ctx: "Context") -> dict:
 
     unguided = histogram(generate(guide(model, nulls, scale=1.0), schedule, sampler, seeds=seeds))
     rows = []
-    classes = ctx.args.classes if ctx.args.classes is not None else range(K)
+    classes = removal_classes(ctx)
     for k in classes:
-        sets = {"static s=3": guide(model, nulls, scale=3.0, negatives=[(k, 1.0)]),
-                f"posterior (lambda {lam:g}, ceiling {ceiling:g}, {tracker})":
-                    guide(model, nulls, scale=ceiling, negatives=[(k, 1.0)], dynamic=lam, tracker=tracker),
-                "exact baseline": guide(model, quota_labels(prior, N, removed=[k]).to(ctx.device), scale=1.0)}
-        for name, g in sets.items():
+        for name, g in removal_sets(ctx, k).items():
             h = histogram(generate(g, schedule, sampler, seeds=seeds))
             rows.append(dict(k=k, set=name, forbidden=round(float(h[k]), 4), tv_model=tv_without(h, unguided, k),
                              tv_prior=tv_without(h, prior, k)))
@@ -298,6 +310,23 @@ def case_memory(ctx: "Context") -> dict:
     out.update(peak_rss_mb_after_sampling=rss_mb(), cuda_max_allocated_mb_sampling=cuda_mb(),
                sample_batch=len(labels))
     return out
+
+
+def check(ctx: "Context", cases: list[str]) -> None:
+    """Every input of the cases asked for, checked before the first one runs: a refusal costs no time and
+    writes nothing (neither the judge cached in --run nor --json). The checks are the library's own: the guided
+    sets and the sampler a case will use are built here once."""
+    args = ctx.args
+    if args.json:
+        check_creatable(args.json, what="--json")
+    if set(cases) & {"samplers", "removal"}:
+        ctx.model(trained=True)                             # refuses a missing checkpoint
+    if "removal" in cases:
+        Sampler("ddim", 50, eta=args.eta)
+        for k in removal_classes(ctx):
+            removal_sets(ctx, k)
+    if "time-to-quality" in cases and not 0 < args.target <= 1:     # NaN fails too
+        raise UserError(f"--target is a judge accuracy in (0, 1], got {args.target}")
 
 
 RUNNERS = {"train": case_train, "guided-step": case_guided_step, "samplers": case_samplers,
@@ -392,6 +421,7 @@ def _main(argv: list[str] | None) -> None:
     device = resolve_device(args.device)
     cases = list(dict.fromkeys(args.cases)) or list(DEFAULT_CASES)
     ctx = Context(args, device)
+    check(ctx, cases)
     label = device_label(device)
     print(f"toydiff bench on {label}; dataset {args.dataset}")
     results = {"device": label, "dataset": args.dataset, "cases": {}}

@@ -17,9 +17,12 @@ import subprocess
 import sys
 import time
 
+import torch
+
 from toydiff.cli import ArgumentParser, path, positive_int, run_cli
 from toydiff.errors import UserError
-from toydiff.files import write_json, writable_dir
+from toydiff.files import check_creatable, write_json
+from toydiff.runtime import resolve_device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))        # the repository: train.py, sample.py
 
@@ -54,7 +57,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    out = os.path.abspath(writable_dir(args.out, what="output folder (--out)"))
+    if not torch.cuda.is_available() or resolve_device(args.device).type != "cuda":    # before anything is made
+        where = "torch sees no CUDA GPU here" if not torch.cuda.is_available() else f"--device {args.device} is not one"
+        raise UserError(f"the GPU check measures a CUDA GPU, and {where}; python -m benchmarks.bench measures any "
+                        "device")
+    out = os.path.abspath(check_creatable(args.out, what="output folder (--out)", folder=True))   # train.py makes it
     args.data_dir = os.path.abspath(args.data_dir)
     run, samples = os.path.join(out, "mnist"), os.path.join(out, "samples")
     data = ["--data-dir", args.data_dir] + (["--download"] if args.download else [])

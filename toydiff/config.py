@@ -237,7 +237,12 @@ def check_model_config(m: ModelConfig) -> None:
     if m.image_size % factor:
         raise ConfigError("image_size", f"{m.image_size} is not divisible by {factor} (patch {m.patch}, channel_mult "
                           f"{tuple(m.channel_mult)} downsamples {len(m.channel_mult) - 1} times); use fewer levels")
-    for mult in m.channel_mult:
+    for mult in (1, *m.channel_mult):                      # 1: the stem's width itself
         if (m.width * mult) % m.groups:
             raise ConfigError("width", f"{m.width} x {mult} is not divisible by {m.groups} GroupNorm groups; "
                               "choose a width that is a multiple of the groups")
+    lowest = m.image_size // factor
+    if m.width // m.groups * lowest ** 2 < 2:              # a group of one value normalises to 0 whatever the input
+        raise ConfigError("patch", f"{m.patch} leaves {lowest}x{lowest} pixels at the lowest level with "
+                          f"{m.width // m.groups} channel per GroupNorm group: the norm would erase every feature "
+                          "there; use a smaller patch, fewer channel_mult levels, or a wider width")

@@ -208,18 +208,18 @@ def output_dir(folder: str, *, what: str, lock: bool = True) -> Iterator[str]:
 
 def check_creatable(path: str, *, what: str, folder: bool = False) -> str:
     """Refuse now, creating nothing, a file (or with `folder`, a folder) that could not be written at `path` later:
-    a folder or file in its place, a parent that is a file or not writable, a name longer than the OS allows.
-    For commands that work long before they write (the benchmarks): check first, write at the end."""
+    a folder or file in its place, a parent missing (for a file), a file or not writable, a name longer than the OS
+    allows. For commands that work long before they write (the benchmarks): check first, write at the end."""
     def refuse(why: str):
         raise UserError(f"cannot write {what} {path} ({why}); pick another path")
     full = os.path.abspath(path)
     if os.path.lexists(full) and os.path.isdir(full) != folder:
         refuse("a file is in the way" if folder else "a folder is in the way")
-    head = full
-    while not os.path.lexists(head):
+    head = full if os.path.isdir(full) else os.path.dirname(full)
+    while folder and not os.path.lexists(head):            # a folder's missing parents are made with it
         head = os.path.dirname(head)
     if not os.path.isdir(head):
-        refuse(f"{head} is a file, not a folder")
+        refuse(f"{head} is not a folder" if os.path.lexists(head) else f"{head} does not exist")
     if not os.access(head, os.W_OK | os.X_OK):
         refuse(f"{head} is not writable")
     name_max, path_max = os.pathconf(head, "PC_NAME_MAX"), os.pathconf(head, "PC_PATH_MAX")

@@ -48,12 +48,18 @@ def class_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
 def negative_rate(pred: np.ndarray, negatives: np.ndarray) -> float:
     """Share of samples (that have at least one negative) predicted as ANY of their negatives; negatives is
     (N, J) with -1 for none. nan when no sample has a negative."""
-    pred, negatives = np.asarray(pred), np.asarray(negatives).reshape(len(pred), -1)
+    pred, negatives = np.asarray(pred), per_sample(negatives, len(pred))
     has = (negatives >= 0).any(1)
     if not has.any():
         return math.nan
     hit = (negatives == pred[:, None]) & (negatives >= 0)
     return float(hit.any(1)[has].mean())
+
+
+def per_sample(a, n: int) -> np.ndarray:
+    """(N, J) rows of `a`, one per sample: reshape(N, -1), which cannot infer J when N = 0."""
+    a = np.asarray(a)
+    return a.reshape(n, -1) if n else a.reshape(0, a.shape[-1] if a.ndim > 1 else 1)
 
 
 def class_frequencies(pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -93,6 +99,9 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 
 
 def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+    """nan when either side has no points (a class the real split lacks)."""
+    if not len(f1) or not len(f2):
+        return math.nan
     return frechet_distance(*gaussian_stats(f1), *gaussian_stats(f2))
 
 
@@ -144,7 +153,8 @@ def real_reference(judge: Judge, *, dataset: str, data_dir: str | None = None, m
 def target_histogram(labels: np.ndarray, removed: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """(K,) the class histogram a set asks for (see the module docstring). labels (N,), -1 for none; removed (N, J)
     the classes each unlabelled sample asked to avoid, -1 for none; prior (K,)."""
-    labels, removed = np.asarray(labels), np.asarray(removed).reshape(len(labels), -1)
+    labels = np.asarray(labels)
+    removed = per_sample(removed, len(labels))
     K = len(prior)
     rows = np.tile(prior, (len(labels), 1))                                    # (N, K)
     for j in range(removed.shape[1]):
@@ -153,7 +163,7 @@ def target_histogram(labels: np.ndarray, removed: np.ndarray, prior: np.ndarray)
     rows = rows / np.maximum(rows.sum(1, keepdims=True), 1e-12)
     has = labels >= 0
     rows[has] = np.eye(K)[labels[has]]
-    return rows.mean(0)
+    return rows.mean(0) if len(rows) else np.full(K, math.nan)
 
 
 def total_variation(p, q) -> float:

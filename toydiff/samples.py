@@ -95,7 +95,8 @@ class Samples:
 
 
 def read(path: str, *, shape: tuple[int, int, int] | None = None, num_classes: int | None = None) -> Samples:
-    """Read and check a samples.npz. Any missing key, wrong shape or out-of-range value is a one-line UserError."""
+    """Read and check a samples.npz, every array of the module docstring (those after `sets` may be missing in
+    older files). Any missing key, wrong shape or out-of-range value is a one-line UserError."""
     if not os.path.isfile(path):
         raise UserError(f"{path} not found; write one with `python sample.py` (samples.npz)")
     try:
@@ -120,6 +121,13 @@ def read(path: str, *, shape: tuple[int, int, int] | None = None, num_classes: i
                         f"must be (N,), (N,) and (N, J) with N = {n} images")
     if not np.issubdtype(labels.dtype, np.integer) or not np.issubdtype(negatives.dtype, np.integer):
         raise UserError(f"{path}: labels and negatives must be integers, got {labels.dtype} and {negatives.dtype}")
+    for key, shape, kind in (("negative_weights", negatives.shape, np.floating), ("scales", (n,), np.floating),
+                             ("seeds", (n,), np.integer)):           # optional (older files), checked when there
+        a = arrays.get(key)
+        if a is not None and (a.shape != shape or not np.issubdtype(a.dtype, kind)
+                              or (kind is np.floating and not np.isfinite(a).all())):
+            raise UserError(f"{path}: {key} must be {'finite floats' if kind is np.floating else 'integers'} of "
+                            f"shape {shape}, one row per image; got {a.dtype} {a.shape}")
     if not np.issubdtype(images.dtype, np.floating) or not np.isfinite(images).all():
         raise UserError(f"{path}: images must be finite floats in [0, 1]")
     if images.size and (images.min() < -1e-6 or images.max() > 1 + 1e-6):
