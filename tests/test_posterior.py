@@ -78,12 +78,14 @@ TARGET = torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64)          # anything 
 
 DDPM, DDIM_ETA1, DDIM = Sampler("ddpm", 200, clip=False), Sampler("ddim", 100, eta=1.0, clip=False), \
     Sampler("ddim", 100, clip=False)
+DPM = Sampler("dpm++2m", 20, clip=False)
 
 
 @pytest.mark.parametrize("sampler, tracker, forbidden, tv_max", [
     (DDPM, "two", 0.01, 0.03), (DDPM, "all", 0.01, 0.03), (DDIM_ETA1, "two", 0.01, 0.03),
     (DDIM_ETA1, "all", 0.01, 0.03), (DDIM, "all", 0.01, 0.03),
     (DDIM, "two", 0.07, 0.07),      # deterministic DDIM: the lumped "rest" transition lets a few % of k through
+    (DPM, "all", 0.01, 0.03), (DPM, "two", 0.07, 0.07),     # DPM-Solver++(2M), 20 calls: as deterministic DDIM
 ], ids=lambda v: v.label if isinstance(v, Sampler) else str(v))
 def test_posterior_aware_removal_samples_the_mixture_without_k(mixture, sampler, tracker, forbidden, tv_max):
     """lambda = 1 removes class 0 and leaves the rest in proportion (2000 samples: the TV of a fair draw is ~0.01);

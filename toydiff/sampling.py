@@ -13,6 +13,7 @@ abar at those points only (Nichol & Dhariwal 2021, sec. 4: respacing). T is the 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -25,6 +26,7 @@ from .schedule import NoiseSchedule, eps_from_x0, posterior, x0_from_eps
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Generators = torch.Generator | Sequence[torch.Generator]
 DDIM_DEFAULT_STEPS = 50
+DPM_DEFAULT_STEPS = 20                   # DPM-Solver++(2M): DDIM-50's quality in 20 calls (docs/benchmarks.md)
 MAX_BATCH = 2 ** 16                      # samples per forward batch
 
 
@@ -130,6 +132,47 @@ def ddim_trajectory(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSche
         yield Step(t, x, x0, getattr(denoise, "trace", None))
 
 
+def dpmpp_2m_trajectory(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSchedule, *,
+                        sample_steps: int = DPM_DEFAULT_STEPS,
+                        generator: Generators,
+                        device: torch.device | str = "cpu",
+                        clip: bool = True,
+                        ) -> Iterator[Step]:
+    """DPM-Solver++(2M), Lu et al. 2022 (arXiv 2211.01095), Alg. 2: a second-order multistep solver of the
+    probability-flow ODE in the data prediction x0_hat, one denoiser call per step (deterministic, like DDIM).
+
+    With alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t), lambda_t = log(alpha_t / sigma_t) and h = lambda_{t'} -
+    lambda_t, a step from t to t' is
+
+        x_{t'} = (sigma_{t'} / sigma_t) x_t - alpha_{t'} (e^{-h} - 1) D,   D = (1 + 1/(2r)) x0_t - 1/(2r) x0_prev
+
+    with r = h_prev / h (the ratio of the last two steps in lambda). D = x0_t (first order: exactly DDIM with eta 0)
+    on the first step, and on the last, which ends at abar = 1 (sigma = 0) and returns D = x0_hat itself: lower
+    order there keeps few-step sampling stable (as in diffusers' `lower_order_final`). Its S calls sit on the first
+    S points of the even grid of S + 1 from T-1 to 0: a call at t = 0 (abar ~ 1) would denoise a clean image, and
+    the 2M step into it, with h far larger than the steps before, overshoots (on Gaussian data at S = 20 the grid
+    with t = 0 lands 26x farther from the ODE's exact end). Guidance is a function of the denoiser, so every
+    guidance mode runs through it unchanged.
+    """
+    check_sample_steps(sample_steps, schedule.T)
+    ts = time_grid(schedule.T, min(sample_steps + 1, schedule.T))[:sample_steps]
+    abar = schedule.alpha_bar.tolist()
+    lam = [0.5 * math.log(a / (1 - a)) for a in abar]                     # lambda_t = log(alpha_t / sigma_t)
+    x = randn(shape, generator, device)
+    x0_prev = h_prev = None
+    for i, t in enumerate(ts):
+        _, x0 = _predict(denoise, x, t, abar[t], clip)
+        if i + 1 == len(ts):                                              # to abar = 1: x_0 = x0_hat
+            x = x0
+        else:
+            t_next = ts[i + 1]
+            h = lam[t_next] - lam[t]
+            d = x0 if x0_prev is None else x0 + (x0 - x0_prev) * h / (2 * h_prev)        # 1/(2r) = h/(2 h_prev)
+            x = ((1 - abar[t_next]) / (1 - abar[t])) ** 0.5 * x - abar[t_next] ** 0.5 * math.expm1(-h) * d
+            x0_prev, h_prev = x0, h
+        yield Step(t, x, x0, getattr(denoise, "trace", None))
+
+
 def _last(trajectory: Iterator[Step]) -> torch.Tensor:
     step = None
     for step in trajectory:
@@ -147,16 +190,19 @@ def ddim_sample(denoise: Denoiser, shape: Sequence[int], schedule: NoiseSchedule
     return _last(ddim_trajectory(denoise, shape, schedule, **kwargs))
 
 
-SAMPLERS = {"ddim": ddim_trajectory, "ddpm": ddpm_trajectory}
+SAMPLERS = {"ddim": ddim_trajectory, "ddpm": ddpm_trajectory, "dpm++2m": dpmpp_2m_trajectory}
 
 
 @dataclass(frozen=True)
 class Sampler:
     """How to sample, as one value built (and checked) once, before anything is written.
 
-    kind:          "ddim" (Song et al. 2021) or "ddpm" (ancestral, Ho et al. 2020)
-    sample_steps:  S denoiser calls; None = the default (DDIM: 50, or T if T < 50; DDPM: T), see `resolve`
-    eta:           DDIM's noise in [0, 1] (0 deterministic, 1 DDPM-like, eq. 16); DDPM has no eta, so it stays 0
+    kind:          "ddim" (Song et al. 2021), "ddpm" (ancestral, Ho et al. 2020) or "dpm++2m" (DPM-Solver++(2M),
+                   Lu et al. 2022: second order, deterministic)
+    sample_steps:  S denoiser calls; None = the default (DDIM: 50, DPM-Solver++: 20, either capped at T; DDPM: T),
+                   see `resolve`
+    eta:           DDIM's noise in [0, 1] (0 deterministic, 1 DDPM-like, eq. 16); the others have no eta, so it
+                   stays 0
     batch_size:    samples per forward batch (times the guidance branches); results do not depend on it
     """
     kind: str = "ddim"
@@ -172,8 +218,8 @@ class Sampler:
             raise UserError(f"sampling steps must be >= 1, got {self.sample_steps}")
         if not 0 <= self.eta <= 1:                       # NaN fails too; eta > 1 asks for more noise than x_t' has
             raise UserError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like), got {self.eta}")
-        if self.kind == "ddpm" and self.eta != 0:
-            raise UserError(f"eta {self.eta:g} applies to DDIM only; DDPM's noise is fixed by the schedule")
+        if self.kind != "ddim" and self.eta != 0:
+            raise UserError(f"eta {self.eta:g} applies to DDIM only; {self.kind.upper()} has no eta")
         if not 1 <= self.batch_size <= MAX_BATCH:
             raise UserError(f"batch size must lie in 1..{MAX_BATCH}, got {self.batch_size}")
 
@@ -185,19 +231,20 @@ class Sampler:
             return self
         if self.kind == "ddpm":
             return dataclasses.replace(self, sample_steps=T)
-        if T < DDIM_DEFAULT_STEPS:
-            note(f"the model has T = {T} noise levels, fewer than DDIM's default {DDIM_DEFAULT_STEPS} sampling "
+        default = DDIM_DEFAULT_STEPS if self.kind == "ddim" else DPM_DEFAULT_STEPS
+        if T < default:
+            note(f"the model has T = {T} noise levels, fewer than {self.kind.upper()}'s default {default} sampling "
                  f"steps: sampling with {T}")
-        return dataclasses.replace(self, sample_steps=min(DDIM_DEFAULT_STEPS, T))
+        return dataclasses.replace(self, sample_steps=min(default, T))
 
     @property
     def label(self) -> str:
-        """e.g. "DDIM-50", "DDIM-50 (eta 1)", "DDPM-1000" (of a resolved sampler)."""
+        """e.g. "DDIM-50", "DDIM-50 (eta 1)", "DDPM-1000", "DPM++2M-20" (of a resolved sampler)."""
         return f"{self.kind.upper()}-{self.sample_steps}" + (f" (eta {self.eta:g})" if self.eta else "")
 
     def trajectory(self, denoise: Denoiser, shape: Sequence[int], schedule: NoiseSchedule, *,
                    generator: Generators, device: torch.device | str = "cpu") -> Iterator[Step]:
-        """Every step of this sampler on `denoise` (see `ddim_trajectory` / `ddpm_trajectory`)."""
+        """Every step of this sampler on `denoise` (see `ddim_trajectory`, `ddpm_trajectory`, `dpmpp_2m_trajectory`)."""
         kwargs = dict(sample_steps=self.resolve(schedule.T).sample_steps, generator=generator, device=device,
                       clip=self.clip)
         if self.kind == "ddim":
