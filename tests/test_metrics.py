@@ -267,10 +267,15 @@ def test_reference_net_matches_the_unet_size_and_maps_shapes():
     assert ref(x, torch.tensor([0, 500, 999]), y).shape == x.shape
 
 
-def test_the_gpu_check_stops_with_one_line_when_a_stage_fails(tmp_path, capsys):
+def test_the_gpu_check_stops_with_one_line_when_a_stage_fails(tmp_path, capsys, monkeypatch):
     """benchmarks/gpu.py runs the documented commands; here the data folder is missing, so `train.py` fails
-    and the check reports that stage's own error line, exit 2 (the full check needs a GPU and MNIST)."""
+    and the check reports that stage's own error line, exit 2 (the full check needs a GPU and MNIST; its own
+    check for CUDA is passed here, so the stages run on the CPU)."""
+    from benchmarks import gpu
     from benchmarks.gpu import main as gpu_main
+
+    monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu, "resolve_device", lambda name: torch.device("cuda"))
 
     with pytest.raises(SystemExit) as exit_info:
         gpu_main(["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--device", "cpu"])

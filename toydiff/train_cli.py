@@ -19,7 +19,7 @@ from .cli import ArgumentParser, int_list, path, run_cli
 from .config import ConfigError, check_config, check_model_config, fit_to_data, preset
 from .data import DATASETS, load_dataset
 from .errors import UserError
-from .files import check_creatable, output_dir
+from .files import output_dir
 from .guidance import check_scale, guide
 from .pipeline import class_rows, generate, save_grid
 from .runtime import init_distributed, resolve_device
@@ -120,7 +120,6 @@ def _main(argv: list[str] | None) -> None:
     check_setup(cfg, device, dist_info, n_images=len(data))
     if resumed:
         check_resume(resumed, cfg)                          # the training state, as the config: before writing
-    check_creatable(_grid_path(run_dir, grid_scale), what="the final grid")
     with output_dir(run_dir, what="run folder (--run)", lock=dist_info.is_main):
         if dist_info.is_main:
             print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
@@ -160,10 +159,6 @@ def _check_resume_flags(args, stored, given: set[str]) -> None:
                             f"{old}; drop the flag, or start a new run with --run DIR")
 
 
-def _grid_path(run_dir: str, scale: float) -> str:
-    return os.path.join(run_dir, f"samples_cfg{scale:g}.png")
-
-
 def _final_grid(model, cfg, run_dir: str, scale: float, sampler: Sampler) -> None:
     """One row per class, CFG at `scale`, seeds 0..: a first look at what was learned (vectors in R^2: a scatter
     of POINTS_PER_CLASS per class instead)."""
@@ -174,7 +169,7 @@ def _final_grid(model, cfg, run_dir: str, scale: float, sampler: Sampler) -> Non
     with torch.no_grad(), threads(cpu_threads(cfg.model, next(model.parameters()).device)):
         images = generate(guide(model.eval(), labels, scale=scale), NoiseSchedule.from_config(cfg.diffusion),
                           sampler, seeds=list(range(len(labels))))
-    path = _grid_path(run_dir, scale)
+    path = os.path.join(run_dir, f"samples_cfg{scale:g}.png")
     if points:
         from .viz2d import plot_points
         plot_points(path, images, labels, title=f"CFG s = {scale:g}, {sampler.label}")
