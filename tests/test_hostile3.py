@@ -95,6 +95,7 @@ STATES = {
     "NaN seconds": (lambda c: c.update(seconds=float("nan")), "seconds nan"),
     "the optimizer's step as a string": (lambda c: _adam(c).update(step="10"), "('optimizer') does not fit"),
     "an optimizer step beyond the run": (lambda c: _adam(c).update(step=torch.tensor(1e9)), "step 1000000000.0"),
+    "a NaN optimizer step": (lambda c: _adam(c).update(step=torch.tensor(float("nan"))), "optimizer step nan"),
     "ema_updates as a string": (lambda c: c.update(ema_updates="10"), "ema_updates '10'"),
     "a short RNG state": (lambda c: c["rng"].update(torch=torch.zeros(9, dtype=torch.uint8)), "torch RNG state"),
     "a schedule at another step": (lambda c: c["scheduler"].update(last_epoch=3), "schedule at another step"),

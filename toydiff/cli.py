@@ -73,13 +73,13 @@ def run_cli(main: Callable[[], object]) -> None:
     the same checks on the same input, so rank 0 alone prints the line."""
     speaks = os.environ.get("RANK", "0") == "0"
     stdout, sys.stdout = sys.stdout, QuietStdout(sys.stdout)
-    try:
-        previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:                                    # a signal set to be ignored (nohup's SIGHUP) stays ignored
+        previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)
+                    if signal.getsignal(s) == signal.SIG_DFL}
     except ValueError:                                          # not the main thread: leave signals alone
         previous = {}
     try:
         main()
-        sys.stdout.flush()
     except UserError as err:
         if speaks:
             print(f"error: {err}", file=sys.stderr)
@@ -90,7 +90,7 @@ def run_cli(main: Callable[[], object]) -> None:
             print(f"interrupted ({name}); files already complete were kept, none is half-written", file=sys.stderr)
         sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 128 + stop.signum)
     finally:
-        sys.stdout.flush()
+        sys.stdout.flush()                                      # while still quiet: a broken pipe is dropped here
         sys.stdout = stdout
         for s, old in previous.items():
             signal.signal(s, old)

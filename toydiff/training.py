@@ -343,7 +343,7 @@ def restore(resume: dict, model, ema, optimizer, scheduler) -> tuple[int, float]
                 for m in moments) or (moments[1] < 0).any():
             refuse("has Adam moments that are missing, of another shape than the model's, or not finite")
         count = count.item() if isinstance(count, torch.Tensor) and count.numel() == 1 else count
-        if not _is_number(count) or count != int(count) or not 0 <= count <= step:
+        if not _is_number(count) or not 0 <= count <= step or count != int(count):     # NaN fails the range
             refuse(f"has an optimizer step {count!r}, not a count up to the run's step {step}")
     if (scheduler.last_epoch != step or scheduler.base_lrs != [g["initial_lr"] for g in expected]
             or not all(_is_number(v) and 0 <= v < math.inf for v in scheduler.get_last_lr())):
