@@ -18,6 +18,7 @@ Guidance scale convention: eps = eps_ref + s (eps_pos - eps_ref); s = 1 is no gu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -38,11 +39,11 @@ from .samples import SampleSet
 from .schedule import NoiseSchedule
 
 # Every flag's default. The parser leaves each at None so a flag the user typed can be told from one they did not.
-DEFAULTS = dict(run="runs/digits", ckpt=None, device="auto", weights="ema", cls="all", negative=[], scale=3.0,
+DEFAULTS = dict(run="runs/digits", ckpt=None, data_dir=None, device="auto", weights="ema", cls="all", negative=[], scale=3.0,
                 sampler="ddim", sample_steps=None, eta=0.0, n=8, seed=0, out=None, batch_size=256, ref_ckpt=None,
                 interval=None, rescale=0.0, dynamic=None, dynamic_max=20.0, tracker="two", figures=None, cloud_n=300,
                 eval=None, sweep=False, sweep_n=20, sweep_scales=None)
-_RUN = {"run", "ckpt", "device"}
+_RUN = {"run", "ckpt", "data_dir", "device"}
 _SAMPLER = {"weights", "sampler", "sample_steps", "eta", "seed", "out", "batch_size"}
 MODES = {                                   # mode -> the flags it uses; every other flag is refused in that mode
     "sampling": _RUN | _SAMPLER | {"cls", "negative", "scale", "n", "ref_ckpt", "interval", "rescale", "eval",
@@ -57,14 +58,19 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="sample.py", description="Sample a toydiff run with CFG and negative guidance.")
     p.add_argument("--run", type=cli.path, help="run folder holding ckpt.pt (default runs/digits)")
     p.add_argument("--ckpt", type=cli.path, help="checkpoint file (overrides --run)")
+    p.add_argument("--data-dir", type=cli.path,
+                   help="torchvision data folder for --figures, --sweep, --eval and removal (default: the run's; "
+                        "shipped weights: ./data)")
     p.add_argument("--class", dest="cls", type=cli.class_choice,
                    help="positive class: an integer, 'all' (one row per class, default) or 'none'")
     p.add_argument("--negative", type=cli.negative, action="append", metavar="K[:WEIGHT]",
                    help="negative class (repeatable; weights normalised to 1). Default for the negative set: "
                         "class (c + 1) mod K for row c")
     p.add_argument("--scale", type=float, help="guidance scale s (default 3; 1 = none; w = s - 1)")
-    p.add_argument("--sampler", choices=tuple(SAMPLERS), help="ddim (default) or ddpm")
-    p.add_argument("--sample-steps", type=int, help="sampling steps (default: 50 DDIM, or T if fewer; T DDPM)")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS),
+                   help="ddim (default), ddpm, or dpm++2m (DPM-Solver++(2M): second order, deterministic)")
+    p.add_argument("--sample-steps", type=int,
+                   help="sampling steps (default: 50 DDIM, 20 DPM-Solver++, or T if fewer; T DDPM)")
     p.add_argument("--steps", action=_SampleStepsHint, nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--eta", type=float, help="DDIM eta (0 deterministic, default; 1 DDPM-like)")
     p.add_argument("--n", type=cli.positive_int, help="samples per class row (default 8)")
@@ -160,11 +166,18 @@ def load_run(args: argparse.Namespace) -> tuple[checkpoint.Run, str, Sampler]:
     sampler = Sampler(args.sampler, args.sample_steps, args.eta, args.batch_size)
     ckpt_path, run_dir = checkpoint.locate(args.run, args.ckpt)
     run = checkpoint.load_run(ckpt_path, device=resolve_device(args.device), weights=args.weights)
+    run.cfg = with_data_dir(run.cfg, args.data_dir)
     if len(run.cfg.model.data_shape) != 3 and (args.figures or args.sweep or args.eval):
         flag = "--figures" if args.figures else "--sweep" if args.sweep else "--eval"
         raise UserError(f"{flag} judges images with a CNN; {ckpt_path} denoises vectors {run.cfg.model.data_shape}: "
                         f"its figures and exact measurements are python tutorial/01_exact_2d.py --ckpt {ckpt_path}")
     return run, run_dir, sampler.resolve(run.cfg.diffusion.timesteps)
+
+
+def with_data_dir(cfg, data_dir: str | None):
+    """`cfg` reading its dataset from `data_dir` (--data-dir) instead of where it was trained (None: unchanged)."""
+    return cfg if data_dir is None else dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, data_dir=data_dir))
 
 
 def sample(args: argparse.Namespace) -> None:

@@ -22,7 +22,7 @@ from . import judge as judges  # module access: judges.judge_for can be swapped 
 from .metrics import real_reference, evaluate_samples
 from .pipeline import check_count, next_class
 from .runtime import resolve_device
-from .sample_cli import load_run
+from .sample_cli import load_run, with_data_dir
 from .schedule import NoiseSchedule
 
 
@@ -104,7 +104,7 @@ def make_sweep(args: argparse.Namespace) -> dict:
 def evaluate_existing(args: argparse.Namespace) -> dict:
     """`--eval FILE`: score an existing samples.npz with the judge of the run's dataset, sampling nothing."""
     ckpt_path, run_dir = checkpoint.locate(args.run, args.ckpt)
-    cfg = checkpoint.config_of(checkpoint.load(ckpt_path))
+    cfg = with_data_dir(checkpoint.config_of(checkpoint.load(ckpt_path)), args.data_dir)
     return evaluate_file(args.eval, cfg, ckpt_path, run_dir, device=resolve_device(args.device))
 
 
