@@ -13,7 +13,8 @@ Cases:
                      written here, sized to about the same parameter count); same data, same batch
     guided-step      one guided step (pos + one negative in ONE batched forward) vs an unguided step vs the same
                      two branches as two separate forwards
-    samplers         DDIM-50 vs DDPM-1000: seconds per image and judge accuracy, same checkpoint and seeds (CFG s = 3)
+    samplers         DDIM-50, DDIM-20, DPM-Solver++(2M) at 20 and 10 calls, at s = 1 and CFG s = 3: judge accuracy,
+                     classifier-FID and seconds per image, same checkpoint and seeds; DDPM-1000 (s = 3) for its time
     time-to-quality  train the dataset preset from scratch (keep_every 250) into a temp folder (or, --existing, take
                      --run's kept checkpoints), then score each kept checkpoint: judge accuracy at s = 1 and CFG
                      s = 3, classifier-FID at s = 1 (DDIM-50); the first step >= 97% at s = 3 and the training
@@ -166,22 +167,36 @@ def case_guided_step(ctx: "Context") -> dict:
                 batched_no_costlier_than_separate=bool(tb <= ts * 1.05))
 
 
+SAMPLER_CASES = (("ddim50", Sampler("ddim", 50)), ("ddim20", Sampler("ddim", 20)),
+                 ("dpm20", Sampler("dpm++2m", 20)), ("dpm10", Sampler("dpm++2m", 10)))
+
+
 def case_samplers(ctx: "Context") -> dict:
+    """Each sampler of SAMPLER_CASES at s = 1 and CFG s = 3 on the same labels and seeds: judge accuracy and
+    classifier-FID against the real test split, seconds per image; DDPM-1000 at s = 3 for its time."""
     model, step = ctx.model(trained=True)
     judge = ctx.judge()
+    real = real_reference(judge, dataset=ctx.args.dataset, data_dir=ctx.args.data_dir)
     labels = class_rows(ctx.cfg.model.num_classes, ctx.args.n, ctx.device)
     seeds = list(range(len(labels)))
     schedule = NoiseSchedule.from_config(ctx.cfg.diffusion)
-    out = dict(checkpoint_step=step, n=len(labels), scale=3.0)
-    for name, sampler in (("ddim50", Sampler("ddim", 50)), ("ddpm1000", Sampler("ddpm", schedule.T))):
-        sync(ctx.device)
-        t0 = time.perf_counter()
-        images = generate(guide(model, labels, scale=3.0), schedule, sampler, seeds=seeds)
-        sync(ctx.device)
-        sec = time.perf_counter() - t0
-        out[f"{name}_seconds_per_image"] = sec / len(labels)
-        out[f"{name}_accuracy"] = (predict(judge, images) == labels.cpu()).float().mean().item()
-    out["ratio_ddpm_vs_ddim_time"] = out["ddpm1000_seconds_per_image"] / out["ddim50_seconds_per_image"]
+    out = dict(checkpoint_step=step, n=len(labels))
+    for name, sampler in SAMPLER_CASES:
+        for s in (1.0, 3.0):
+            sync(ctx.device)
+            t0 = time.perf_counter()
+            images = generate(guide(model, labels, scale=s), schedule, sampler, seeds=seeds)
+            sync(ctx.device)
+            out[f"{name}_s{s:g}_seconds_per_image"] = (time.perf_counter() - t0) / len(labels)
+            m = evaluate(judge, images, labels.cpu().numpy(), None, real)
+            out[f"{name}_s{s:g}_accuracy"], out[f"{name}_s{s:g}_fid"] = m["accuracy"], m["fid"]
+    few = labels[:20]                                    # DDPM-1000 is timed only: 50x the calls of DDIM-20
+    t0 = time.perf_counter()
+    generate(guide(model, few, scale=3.0), schedule, Sampler("ddpm", schedule.T), seeds=seeds[:len(few)])
+    sync(ctx.device)
+    out["ddpm1000_s3_seconds_per_image"] = (time.perf_counter() - t0) / len(few)
+    out["ratio_ddpm_vs_ddim_time"] = out["ddpm1000_s3_seconds_per_image"] / out["ddim50_s3_seconds_per_image"]
+    out["ratio_dpm20_vs_ddim50_time"] = out["dpm20_s3_seconds_per_image"] / out["ddim50_s3_seconds_per_image"]
     return out
 
 
