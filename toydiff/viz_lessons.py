@@ -192,11 +192,13 @@ def plot_scale(path: str, *,
 def plot_negative(path: str, *,
                   confusion: np.ndarray,               # (K, K) unguided counts: asked for row, judged column
                   pos: int, neg: int,
-                  rows: dict[str, dict],               # set name -> rate, p_neg, p_neg_se, acc, fid, div, images
+                  rows: dict[str, dict],               # set name -> metrics.pair_row's values, images (the same seeds)
                   class_names: Sequence[str]) -> None:
     """Lesson 05: the confusion matrix that picks the pair; per set the share judged neg, mean p_judge(neg | x)
-    and FID; the first samples of each set."""
+    and FID; in every set, the 10 seeds that look most like neg in the first (unguided) set."""
     from torchvision.utils import make_grid
+
+    show = np.argsort(-rows[next(iter(rows))]["p_each"], kind="stable")[:10]
 
     fig = plt.figure(figsize=(18, 5.4))
     gs = fig.add_gridspec(1, 4, width_ratios=[1, 1.1, 1.1, 1.4], wspace=0.35)
@@ -237,8 +239,8 @@ def plot_negative(path: str, *,
     ax.set_title("(c) what it costs: quality of the samples", fontsize=11)
     ax.grid(axis="y", alpha=0.25)
     ax = fig.add_subplot(gs[0, 3])
-    g = make_grid(((torch.cat([rows[n]["images"] for n in names]).float() + 1) / 2).clamp(0, 1),
-                  nrow=len(rows[names[0]]["images"]), padding=1, pad_value=1.0)
+    g = make_grid(((torch.cat([rows[n]["images"][show] for n in names]).float() + 1) / 2).clamp(0, 1),
+                  nrow=len(show), padding=1, pad_value=1.0)
     ax.imshow(g.permute(1, 2, 0).numpy(), interpolation="nearest")
     cell = rows[names[0]]["images"].shape[-2] + 1
     ax.set_yticks([1 + cell * (i + 0.5) for i in range(len(names))], names, fontsize=9)

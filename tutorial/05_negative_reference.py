@@ -55,9 +55,6 @@ for name, s, negative in [("s = 1", 1.0, None), ("CFG s = 1.25", 1.25, None), ("
 real_fid = fid_from_features(real.train_feats[real.train_labels == pos], real.of_class(pos))
 print(f"{'real (train vs test)':<20} {'':>9} {'':>14} {'':>9} {real_fid:>6.2f}")
 
-show = np.argsort(-rows["s = 1"]["p_each"], kind="stable")[:10]   # the seeds that look most like neg at s = 1
-for r in rows.values():
-    r["images"] = r["images"][show]
 path = f"{args.out}/05_negative.png"
 viz_lessons.plot_negative(path, confusion=confusion, pos=pos, neg=neg, rows=rows, class_names=st.class_names)
 print(f"wrote {path}")

@@ -89,9 +89,6 @@ for name, s, negative in [("s = 1", 1.0, None), (f"CFG s = {S:g}", S, None), (f"
 real_fid = fid_from_features(real.train_feats[real.train_labels == pos], real.of_class(pos))
 print(f"{'real (train vs test)':<18} {'':>9} {'':>14} {'':>9} {real_fid:>6.2f}")
 
-show = np.argsort(-rows["s = 1"]["p_each"], kind="stable")[:10]   # the seeds that look most like neg at s = 1
-for r in rows.values():
-    r["images"] = r["images"][show]
 path = f"{args.out}/08_negative.png"
 viz_lessons.plot_negative(path, confusion=confusion, pos=pos, neg=neg, rows=rows, class_names=st.class_names)
 print(f"wrote {path}")
