@@ -24,6 +24,8 @@ Cases:
                      (labels in quotas of the training prior without k, s = 1): forbidden rate, TV to the model's own
                      p(x | not k) (the unguided unconditional histogram on the same seeds, k dropped) and to the
                      training prior without k; plus ms per guided step: static, two-branch and all-class trackers
+    busy             seconds per training step (generated data) on a quiet machine and beside one busy process:
+                     torch's default threads, one thread, and what train.py --threads auto picks; run it alone
     memory           peak RSS (resource.getrusage) after training steps and after sampling; CUDA max allocated
 
 These are measurements, not tests: nothing here asserts a time. Run the heavy cases once, on a quiet machine.
@@ -35,12 +37,14 @@ import dataclasses
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from toydiff import checkpoint
 from toydiff.cli import ArgumentParser, int_list, positive_int, run_cli
@@ -55,12 +59,12 @@ from toydiff.pipeline import class_rows, generate, next_class, quota_labels
 from toydiff.runtime import cpu_model, resolve_device
 from toydiff.sampling import Sampler
 from toydiff.schedule import NoiseSchedule
-from toydiff.training import diffusion_loss, train
+from toydiff.training import diffusion_loss, fastest_cpu_threads, train
 from toydiff.unet import UNet
 
 from .reference_unet import matched_reference, n_params
 
-CASES = ("train", "guided-step", "samplers", "time-to-quality", "removal", "memory")
+CASES = ("train", "guided-step", "samplers", "time-to-quality", "removal", "busy", "memory")
 DEFAULT_CASES = ("train", "guided-step", "samplers", "memory")
 
 
@@ -299,6 +303,45 @@ def case_removal(ctx: "Context") -> dict:
                 ratio_all_vs_static=cost["all"] / cost["static"])
 
 
+def case_busy(ctx: "Context") -> dict:
+    """Seconds per training step of the preset (train(), on generated data: speed only), on a quiet machine and
+    beside one busy process (a Python loop spinning on a core, as a laptop's other work does): at torch's default
+    thread count, at one thread, and at what `train.py --threads auto` picks (`fastest_cpu_threads`)."""
+    if ctx.device.type != "cpu":
+        raise UserError("the busy case measures CPU threads; run it with --device cpu")
+    cfg = dataclasses.replace(ctx.cfg, train=dataclasses.replace(ctx.cfg.train, steps=ctx.args.train_steps,
+                                                                 ckpt_every=10 ** 9, keep_every=0,
+                                                                 log_every=10 ** 9, warmup=1))
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand((4 * cfg.train.batch_size, *cfg.model.data_shape), generator=g) * 2 - 1,
+                         torch.randint(0, cfg.model.num_classes, (4 * cfg.train.batch_size,), generator=g))
+    default = torch.get_num_threads()
+
+    def per_step(n: int) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            train(cfg, tmp, data=data, device=ctx.device, progress=False, num_threads=n)
+            return float(checkpoint.load(tmp)["seconds"]) / cfg.train.steps
+
+    out = dict(steps=cfg.train.steps, batch=cfg.train.batch_size, default_threads=default)
+    for load in ("quiet", "busy"):
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
+        try:
+            t0 = time.perf_counter()
+            auto, _ = fastest_cpu_threads(cfg, data)
+            out[f"{load}_auto_threads"], out[f"{load}_auto_probe_seconds"] = auto, time.perf_counter() - t0
+            for name, n in (("default", default), ("one_thread", 1), ("auto", auto)):
+                out[f"{load}_{name}_seconds_per_step"] = per_step(n)
+        finally:
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
+    for name in ("default", "auto"):
+        busy, quiet = out[f"busy_{name}_seconds_per_step"], out[f"quiet_{name}_seconds_per_step"]
+        out[f"ratio_{name}_busy_vs_quiet"] = busy / quiet
+    out["ratio_busy_auto_vs_default"] = out["busy_auto_seconds_per_step"] / out["busy_default_seconds_per_step"]
+    return out
+
+
 def case_memory(ctx: "Context") -> dict:
     def rss_mb() -> float:
         kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss          # KiB on Linux, bytes on macOS
@@ -345,7 +388,8 @@ def check(ctx: "Context", cases: list[str]) -> None:
 
 
 RUNNERS = {"train": case_train, "guided-step": case_guided_step, "samplers": case_samplers,
-           "time-to-quality": case_time_to_quality, "removal": case_removal, "memory": case_memory}
+           "time-to-quality": case_time_to_quality, "removal": case_removal, "busy": case_busy,
+           "memory": case_memory}
 
 
 # ---------------------------------------------------------------- shared state and the front end

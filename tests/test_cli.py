@@ -109,6 +109,8 @@ def run_main(main, argv, capsys):
     (["--dataset", "mnist", "--data-dir", "/nonexistent/folder"], "does not exist"),
     (["--channel-mult", "1,x"], "comma-separated"),
     (["--resume"], "nothing to resume"),
+    (["--threads", "0"], "expected auto or a whole number in 1..4096, got '0'"),
+    (["--threads", "many"], "--threads"),
 ])
 def test_train_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     run = str(tmp_path / "run")

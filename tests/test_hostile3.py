@@ -102,6 +102,8 @@ STATES = {
     "a schedule with a foreign field": (lambda c: c["scheduler"].update(optimizer=5), "never writes"),
     "NaN raw weights": (lambda c: next(iter(c["model"].values())).fill_(float("nan")), "NaN or infinite"),
     "no optimizer": (lambda c: c.pop("optimizer"), "incomplete (no 'optimizer')"),
+    "a thread count as a string": (lambda c: c.update(threads="2"), "threads '2'"),
+    "no threads at all": (lambda c: c.update(threads=0), "threads 0"),
 }
 
 

@@ -11,9 +11,11 @@ from toydiff.data import load_dataset
 from toydiff.errors import UserError
 from toydiff.schedule import NoiseSchedule
 from toydiff.checkpoint import check_run_dir
+from toydiff.runtime import fastest_threads, thread_candidates
+from toydiff.train_cli import main as train_main
 from toydiff.training import diffusion_loss, train
 
-from conftest import tiny_config
+from conftest import TINY_TRAIN_FLAGS, tiny_config
 
 
 class LabelSpy(torch.nn.Module):
@@ -97,3 +99,27 @@ def test_bf16_autocast_trains_on_the_cpu_and_fp16_needs_cuda(tmp_path):
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
         train(tiny_config(steps=3, amp="fp16"), str(tmp_path / "fp16"), data=few_digits(),
               device=torch.device("cpu"), progress=False)
+
+
+def test_the_fastest_thread_count_is_the_one_measured_fastest():
+    """A step that is slow on many threads (as on a busy machine) picks one thread; torch's count is restored."""
+    import time
+    before = torch.get_num_threads()
+    n, seconds = fastest_threads(lambda: time.sleep(0.02 if torch.get_num_threads() > 1 else 0.001), [2, 1])
+    assert n == 1 and set(seconds) == {2, 1} and seconds[2] > seconds[1] > 0
+    assert torch.get_num_threads() == before
+    assert thread_candidates(2) == [2, 1] and thread_candidates(16) == [16, 15, 8, 1] and thread_candidates(1) == [1]
+
+
+def test_a_run_keeps_its_thread_count_when_resumed(tmp_path, capsys, monkeypatch):
+    """The count changes float rounding: --threads is stored, and --resume (auto) takes it back, not a new guess."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    run, before = str(tmp_path / "run"), torch.get_num_threads()
+    train_main(["--run", run, *TINY_TRAIN_FLAGS, "--steps", "5", "--threads", "1"])
+    assert torch.load(os.path.join(run, "ckpt.pt"), weights_only=True)["threads"] == 1
+    assert "(1 thread)" in capsys.readouterr().out and torch.get_num_threads() == before
+    train_main(["--run", run, "--resume", "--steps", "10", "--no-progress"])
+    assert "(1 thread, as the run started)" in capsys.readouterr().out
+    assert torch.load(os.path.join(run, "ckpt.pt"), weights_only=True)["threads"] == 1
+    train_main(["--run", str(tmp_path / "auto"), *TINY_TRAIN_FLAGS, "--steps", "5"])
+    assert "the fastest per step of" in capsys.readouterr().out      # a fresh run, no OMP_NUM_THREADS: measured

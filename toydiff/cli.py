@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+from .config import MAX_THREADS
 from .errors import UserError
 
 
@@ -101,6 +102,19 @@ def path(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
     return text
+
+
+def thread_count(text: str) -> int | str:
+    """--threads: "auto" or a whole number in 1..MAX_THREADS."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number in 1..{MAX_THREADS}, got {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:

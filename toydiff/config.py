@@ -13,6 +13,7 @@ from .errors import UserError
 MAX_STEPS = 10 ** 9                     # sane upper bounds: a config read from a file is data from a stranger
 MAX_BATCH = 2 ** 16
 MAX_TIMESTEPS = 100_000
+MAX_THREADS = 4096                      # torch threads (--threads, a checkpoint's `threads`)
 
 
 @dataclass

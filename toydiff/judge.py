@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 
 from . import checkpoint
 from .errors import UserError
+from .runtime import threads
 
 JUDGE_FILE = "judge.pt"
 
@@ -159,19 +159,6 @@ def train_judge(cfg: JudgeConfig, train_x: torch.Tensor, train_y: torch.Tensor, 
         print(f"judge: trained {step} steps on {len(train_x)} real images in {judge.train_seconds:.1f} s; "
               f"test accuracy {judge.test_accuracy:.2%} on {len(test_x)} real test images")
     return judge
-
-
-@contextmanager
-def threads(n: int | None):
-    """Run with `n` torch intra-op threads (None: unchanged). An 8x8 CNN or a 128 x 128 eigh is too small to
-    split across threads: on a busy 2-core CPU one thread is ~20x faster than two."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fit(cfg: JudgeConfig, train_x: torch.Tensor, train_y: torch.Tensor, *, device: torch.device, seed: int,

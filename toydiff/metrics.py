@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .judge import Judge, features, predict, probabilities, threads
+from .judge import Judge, features, predict, probabilities
+from .runtime import threads
 from .samples import Samples
 
 

@@ -20,5 +20,5 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def cpu_threads(cfg: ModelConfig, device) -> int | None:
     """Torch threads for running this model on `device`: 1 for an MLP on the CPU (its matrices are too small to split;
-    on a busy 2-core CPU two threads were measured ~30x slower), None (unchanged) otherwise; for `judge.threads`."""
+    on a busy 2-core CPU two threads were measured ~30x slower), None (unchanged) otherwise; for `runtime.threads`."""
     return 1 if torch.device(device).type == "cpu" and cfg.kind == "mlp" else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .guidance import Guided, guide
-from .judge import threads
+from .runtime import threads
 from .pipeline import quota_labels, trajectory
 from .sampling import Sampler
 from .schedule import NoiseSchedule

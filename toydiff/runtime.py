@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -78,3 +82,42 @@ def cpu_model() -> str:
     except (OSError, StopIteration):
         pass
     return name
+
+
+@contextmanager
+def threads(n: int | None):
+    """Run with `n` torch intra-op threads (None: unchanged). An 8x8 CNN or a 128 x 128 eigh is too small to
+    split across threads: on a busy 2-core CPU one thread is ~20x faster than two."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def thread_candidates(n: int | None = None) -> list[int]:
+    """The torch thread counts worth trying on this CPU: torch's default n (one per core), n - 1, n // 2 and 1."""
+    n = n or torch.get_num_threads()
+    return sorted({n, max(1, n - 1), max(1, n // 2), 1}, reverse=True)
+
+
+def fastest_threads(step: Callable[[], object], candidates: list[int] | None = None, *,
+                    repeats: int = 3) -> tuple[int, dict[int, float]]:
+    """The thread count at which `step()` runs fastest on this CPU now, and each candidate's median seconds (one
+    warm-up call, then `repeats` timed ones, per candidate). Why measure: torch splits every op across all its
+    threads, and each op waits for the slowest; beside one busy process on a 2-core CPU, the thread that shares
+    a core with it holds every op up (a step of the MNIST preset: 1.11 s on two threads, 0.54 s on one; on a
+    quiet machine 0.30 s and 0.54 s; benchmarks/bench.py `busy`)."""
+    seconds = {}
+    for n in candidates or thread_candidates():
+        with threads(n):
+            step()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+        seconds[n] = statistics.median(times)
+    return min(seconds, key=seconds.get), seconds

@@ -30,7 +30,7 @@ from .errors import UserError
 from .figures import FIGURES
 from .files import output_dir
 from .guidance import TRACKERS, check_classes, check_interval, guide
-from .judge import threads
+from .runtime import threads
 from .models import cpu_threads
 from .pipeline import check_count, generate, next_class, quota_labels, save_grid
 from .runtime import resolve_device

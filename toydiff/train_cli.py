@@ -15,18 +15,17 @@ from contextlib import contextmanager
 import torch
 
 from . import checkpoint
-from .cli import ArgumentParser, int_list, path, run_cli
+from .cli import ArgumentParser, int_list, path, run_cli, thread_count
 from .config import ConfigError, check_config, check_model_config, fit_to_data, preset
 from .data import DATASETS, load_dataset
 from .errors import UserError
 from .files import output_dir
 from .guidance import check_scale, guide
 from .pipeline import class_rows, generate, save_grid
-from .runtime import init_distributed, resolve_device
+from .runtime import init_distributed, resolve_device, threads
 from .sampling import Sampler
 from .schedule import NoiseSchedule
-from .training import TrainingInterrupted, check_resume, check_setup, train
-from .judge import threads
+from .training import TrainingInterrupted, check_resume, check_setup, fastest_cpu_threads, train
 from .models import build_model, cpu_threads
 
 # flag -> (config section, field). Flags left at None keep the dataset preset (or the resumed run's value).
@@ -57,6 +56,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --run")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--threads", type=thread_count, default="auto",
+                   help="torch threads on the CPU: N, or auto (default): the count a resumed run started with, "
+                        "else OMP_NUM_THREADS if set, else the fastest of a few timed steps (one thread beside a "
+                        "busy process, one per core on a quiet machine)")
     m = p.add_argument_group("model (default: the dataset preset)")
     m.add_argument("--width", type=int)
     m.add_argument("--channel-mult", type=int_list, help="e.g. 1,2,2")
@@ -121,20 +124,40 @@ def _main(argv: list[str] | None) -> None:
     if resumed:
         check_resume(resumed, cfg)                          # the training state, as the config: before writing
     with output_dir(run_dir, what="run folder (--run)", lock=dist_info.is_main):
+        num_threads, why = _threads(args.threads, cfg, data, device, dist_info, resumed)
         if dist_info.is_main:
             print(f"toydiff: {cfg.train.dataset} {info.shape}, {len(data)} images, {info.num_classes} classes; "
-                  f"{cfg.model.kind.upper()} {build_model(cfg.model).num_parameters():,} parameters; device {device}; "
-                  f"run {run_dir}"
-                  + (f"; resuming from step {resumed['step']}" if resumed else ""))
+                  f"{cfg.model.kind.upper()} {build_model(cfg.model).num_parameters():,} parameters; device {device}"
+                  f"{why}; run {run_dir}" + (f"; resuming from step {resumed['step']}" if resumed else ""))
         try:
             model = train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume=resumed,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, num_threads=num_threads)
         except TrainingInterrupted as stop:
             if dist_info.is_main:
                 print(f"{stop}. Continue with: python train.py --run {run_dir} --resume", file=sys.stderr)
             sys.exit(stop.exit_code)
         if dist_info.is_main:
             _final_grid(model, cfg, run_dir, grid_scale, grid_sampler)
+
+
+def _threads(flag: int | str, cfg, data, device, dist_info, resumed) -> tuple[int | None, str]:
+    """The torch thread count to train with (None: leave torch's) and the header's words for it. Only a
+    single-process CPU run of the UNet is timed: an MLP takes one thread (`cpu_threads`), a GPU does the work."""
+    if flag != "auto":
+        return flag, f" ({_n_threads(flag)})"
+    if device.type != "cpu" or dist_info.enabled or cpu_threads(cfg.model, device) is not None:
+        return None, ""
+    if resumed and "threads" in resumed:
+        return resumed["threads"], f" ({_n_threads(resumed['threads'])}, as the run started)"
+    if "OMP_NUM_THREADS" in os.environ:
+        return None, f" ({_n_threads(torch.get_num_threads())}, OMP_NUM_THREADS)"
+    n, seconds = fastest_cpu_threads(cfg, data)
+    timed = ", ".join(f"{k}: {v:.3g} s" for k, v in seconds.items())
+    return n, f" ({_n_threads(n)}, the fastest per step of {timed})"
+
+
+def _n_threads(n: int) -> str:
+    return f"{n} thread{'s' * (n != 1)}"
 
 
 @contextmanager

@@ -26,11 +26,10 @@ from torch.utils.data import DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .config import Config, check_config, to_dict
+from .config import MAX_THREADS, Config, check_config, to_dict
 from .errors import UserError, note
 from .files import WriteError, atomic_write
-from .judge import threads
-from .runtime import Dist
+from .runtime import Dist, fastest_threads, threads
 from .schedule import NoiseSchedule
 from .models import build_model, cpu_threads
 
@@ -159,6 +158,7 @@ def train(cfg: Config, run_dir: str, *,
           resume: dict | None = None,       # a loaded checkpoint (`checkpoint.load`) to continue from; its
                                             # weights, optimizer, RNG and step are restored, `cfg` is used as given
           progress: bool = True,            # tqdm bar on rank 0
+          num_threads: int | None = None,   # torch threads on the CPU (None: unchanged; see `fastest_cpu_threads`)
           ) -> torch.nn.Module:
     """Train and checkpoint into `run_dir`; return the EMA model (rank 0) or the raw model (other ranks).
 
@@ -166,7 +166,7 @@ def train(cfg: Config, run_dir: str, *,
     last good checkpoint). An MLP on the CPU trains on one thread: its matrices are too small to split, and on a
     busy 2-core CPU two threads were measured ~30x slower per step (10 ms vs 300 ms, the toy2d preset).
     """
-    with threads(cpu_threads(cfg.model, device)):
+    with threads(num_threads or cpu_threads(cfg.model, device)):
         return _train(cfg, run_dir, data=data, device=device, dist_info=dist_info, resume=resume, progress=progress)
 
 
@@ -201,7 +201,8 @@ def _train(cfg: Config, run_dir: str, *, data: TensorDataset, device: torch.devi
             checkpoint.save({"config": to_dict(cfg), "step": step, "seconds": elapsed + time.time() - t0,
                              "model": model.state_dict(), "ema": ema.module.state_dict(),
                              "ema_updates": int(ema.n_averaged), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()}},
+                             "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()},
+                             "threads": torch.get_num_threads()},    # a resume replays the same arithmetic
                             path)
             for stale in old_run:
                 if stale != path and os.path.exists(stale):
@@ -280,6 +281,26 @@ def _train(cfg: Config, run_dir: str, *, data: TensorDataset, device: torch.devi
     return ema.module if dist_info.is_main else model
 
 
+def fastest_cpu_threads(cfg: Config, data: TensorDataset) -> tuple[int, dict[int, float]]:
+    """The torch thread count at which a training step of `cfg` runs fastest on this CPU now, and each candidate's
+    seconds per step (`runtime.fastest_threads`): forward and backward of one batch of `data` through a scratch
+    model, so the run's weights and random state are untouched. A few steps' time; the thread count changes
+    float rounding, so a run keeps the count it started with (the checkpoint stores it)."""
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(cfg.model).train()
+        gen = torch.Generator().manual_seed(0)
+        images, labels = data.tensors
+        idx = torch.randperm(len(images), generator=gen)[:cfg.train.batch_size]
+        schedule = NoiseSchedule.from_config(cfg.diffusion)
+
+        def step():
+            loss = diffusion_loss(model, schedule, images[idx], labels[idx], p_uncond=cfg.train.p_uncond,
+                                  null=cfg.model.num_classes, generator=gen)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        return fastest_threads(step)
+
+
 def _training_objects(cfg: Config, device: torch.device) -> tuple:
     """(model, EMA, AdamW, LR schedule), freshly built: what a checkpoint's training state is restored into."""
     model = build_model(cfg.model).to(device)
@@ -310,6 +331,9 @@ def restore(resume: dict, model, ema, optimizer, scheduler) -> tuple[int, float]
         refuse(f"has seconds {seconds!r}, not a time")
     if type(resume.get("ema_updates")) is not int or not 0 <= resume["ema_updates"] <= step:
         refuse(f"has ema_updates {resume.get('ema_updates')!r}, not a count of steps up to {step}")
+    n = resume.get("threads", 1)                  # absent in checkpoints written before toydiff stored it
+    if type(n) is not int or not 1 <= n <= MAX_THREADS:
+        refuse(f"has threads {n!r}, not a thread count in 1..{MAX_THREADS}")
     rng = resume.get("rng")
     if not (isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8
             and rng["torch"].shape == torch.get_rng_state().shape):
