@@ -42,13 +42,14 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from toydiff import checkpoint
 from toydiff.cli import ArgumentParser, int_list, positive_int, run_cli
-from toydiff.config import preset
+from toydiff.config import check_config, preset
 from toydiff.data import DATASETS, class_prior, load_dataset
 from toydiff.errors import UserError
 from toydiff.files import check_creatable, write_json
@@ -209,8 +210,11 @@ def case_time_to_quality(ctx: "Context") -> dict:
     of every kept checkpoint: of a fresh run of the preset, or with --existing of --run's own kept checkpoints."""
     judge = ctx.judge()
     real = real_reference(judge, dataset=ctx.args.dataset, data_dir=ctx.args.data_dir)
-    labels = class_rows(ctx.cfg.model.num_classes, ctx.args.n, ctx.device)
+    K = ctx.cfg.model.num_classes
+    labels = class_rows(K, ctx.args.n, ctx.device)
     np_labels, seeds = labels.cpu().numpy(), list(range(len(labels)))
+    null = torch.full_like(labels, K)                        # the same number of unconditional samples
+    prior = class_prior(ctx.train_data.tensors[1], K).numpy()
     schedule = NoiseSchedule.from_config(ctx.cfg.diffusion)
     rows, first = [], None
 
@@ -223,9 +227,13 @@ def case_time_to_quality(ctx: "Context") -> dict:
                 images = generate(guide(run.model, labels, scale=s), schedule, Sampler("ddim", 50), seeds=seeds)
                 m = evaluate(judge, images, np_labels, None, real)
                 row[f"accuracy_s{s:g}"], row[f"fid_s{s:g}"] = m["accuracy"], m["fid"]
+            images = generate(guide(run.model, null, scale=1.0), schedule, Sampler("ddim", 50), seeds=seeds)
+            judged = np.bincount(predict(judge, images).numpy(), minlength=K) / len(labels)
+            row["uncond_tv"] = total_variation(judged, prior)      # the null branch's class mix against the data's
             rows.append(row)
             print(f"    step {step:>5}: {row['train_seconds']:7.1f} s of training; accuracy s=1 "
-                  f"{row['accuracy_s1']:.1%}, s=3 {row['accuracy_s3']:.1%}; FID s=1 {row['fid_s1']:.2f}", flush=True)
+                  f"{row['accuracy_s1']:.1%}, s=3 {row['accuracy_s3']:.1%}; FID s=1 {row['fid_s1']:.2f}; "
+                  f"unconditional TV {row['uncond_tv']:.3f}", flush=True)
             if first is None and row["accuracy_s3"] >= ctx.args.target:
                 first = row
 
@@ -394,12 +402,32 @@ RUNNERS = {"train": case_train, "guided-step": case_guided_step, "samplers": cas
 
 # ---------------------------------------------------------------- shared state and the front end
 
+def with_overrides(cfg, pairs: list[str]):
+    """The preset with `section.field=value` overrides (a candidate for time-to-quality: train.min_snr_gamma=5),
+    each value parsed as the field's type and the result checked as train.py checks its flags."""
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        section, _, name = key.partition(".")
+        part = getattr(cfg, section, None) if section in ("model", "diffusion", "train") else None
+        if not sep or part is None or name not in {f.name for f in dataclasses.fields(part)}:
+            raise UserError(f"--set {pair!r}: expected section.field=value, e.g. train.steps=650")
+        old = getattr(part, name)
+        try:
+            value = (tuple(int(v) for v in text.split(",")) if isinstance(old, tuple) else
+                     text.lower() in ("1", "true") if isinstance(old, bool) else type(old)(text))
+        except ValueError:
+            raise UserError(f"--set {pair!r}: {text!r} is not a {type(old).__name__}") from None
+        setattr(cfg, section, dataclasses.replace(part, **{name: value}))
+    check_config(cfg)
+    return cfg
+
+
 class Context:
     """Lazily loaded config, data, checkpoint and judge shared by the cases of one invocation."""
 
     def __init__(self, args, device: torch.device):
         self.args, self.device = args, device
-        self.cfg = preset(args.dataset)
+        self.cfg = with_overrides(preset(args.dataset), args.set or [])
         self.cfg.train.data_dir = args.data_dir
         self._train_data = self._model = self._judge = None
         self.run_dir = args.run or os.path.join("runs", args.dataset)
@@ -456,6 +484,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--classes", type=int_list, default=None, help="removal: the classes k (default all)")
     p.add_argument("--lam", type=float, default=1.0, help="removal: posterior-aware lambda (1 = exact)")
     p.add_argument("--eta", type=float, default=0.0, help="removal: DDIM eta")
+    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                   help="override the preset for train, busy, memory and time-to-quality (repeatable), "
+                        "e.g. --set train.steps=650 --set train.min_snr_gamma=5")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p
 

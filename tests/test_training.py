@@ -123,3 +123,18 @@ def test_a_run_keeps_its_thread_count_when_resumed(tmp_path, capsys, monkeypatch
     assert torch.load(os.path.join(run, "ckpt.pt"), weights_only=True)["threads"] == 1
     train_main(["--run", str(tmp_path / "auto"), *TINY_TRAIN_FLAGS, "--steps", "5"])
     assert "the fastest per step of" in capsys.readouterr().out      # a fresh run, no OMP_NUM_THREADS: measured
+
+
+def test_min_snr_weighting_only_ever_lowers_the_weight_and_a_huge_gamma_is_plain_mse():
+    """w_t = min(SNR_t, gamma) / SNR_t lies in (0, 1]: the weighted loss is at most the plain one on the same draws,
+    and equals it once gamma is above every SNR_t of the schedule."""
+    schedule, model = NoiseSchedule("cosine", 100), torch.nn.Conv2d(1, 1, 3, padding=1)
+    net = lambda x, t, y: model(x)                                   # noqa: E731
+    x0, y = torch.randn(64, 1, 4, 4), torch.zeros(64, dtype=torch.long)
+
+    def loss(gamma):
+        return diffusion_loss(net, schedule, x0, y, p_uncond=0.1, null=10, generator=torch.Generator().manual_seed(0),
+                              min_snr_gamma=gamma)
+    snr = schedule.alpha_bar / (1 - schedule.alpha_bar)
+    assert loss(5.0) < loss(0.0)
+    torch.testing.assert_close(loss(float(snr.max()) * 2), loss(0.0))

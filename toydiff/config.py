@@ -69,6 +69,7 @@ class TrainConfig:
     warmup: int = 200                      # linear LR warm-up steps, then cosine decay to lr / 10
     weight_decay: float = 0.0
     p_uncond: float = 0.1                  # label dropout: P(y -> null) in the loss
+    min_snr_gamma: float = 0.0             # loss weight min(SNR_t, gamma) / SNR_t (Hang et al. 2023); 0 = plain MSE
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     amp: str = "none"                      # "none", "bf16" or "fp16" (autocast; CUDA)
@@ -185,6 +186,7 @@ def check_config(cfg: Config) -> None:
         (0 < tc.lr < math.inf, "lr", f"must be a positive number, got {tc.lr}"),
         (0 <= tc.weight_decay < math.inf, "weight_decay", f"must be a finite number >= 0, got {tc.weight_decay}"),
         (0 <= tc.p_uncond < 1, "p_uncond", f"must lie in [0, 1), got {tc.p_uncond}"),
+        (0 <= tc.min_snr_gamma < math.inf, "min_snr_gamma", f"must be a finite number >= 0, got {tc.min_snr_gamma}"),
         (0 <= tc.ema_decay < 1, "ema_decay", f"must lie in [0, 1), got {tc.ema_decay}"),
         (0 < tc.grad_clip < math.inf, "grad_clip", f"must be a positive number, got {tc.grad_clip}"),
         (tc.ckpt_every >= 1, "ckpt_every", f"must be >= 1, got {tc.ckpt_every}"),

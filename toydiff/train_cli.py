@@ -35,6 +35,7 @@ CONFIG_FLAGS = {
     "dropout": ("model", "dropout"), "patch": ("model", "patch"), "timesteps": ("diffusion", "timesteps"),
     "schedule": ("diffusion", "schedule"), "steps": ("train", "steps"), "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"), "warmup": ("train", "warmup"), "p_uncond": ("train", "p_uncond"),
+    "min_snr_gamma": ("train", "min_snr_gamma"),
     "ema_decay": ("train", "ema_decay"), "grad_clip": ("train", "grad_clip"), "amp": ("train", "amp"),
     "seed": ("train", "seed"), "ckpt_every": ("train", "ckpt_every"), "keep_every": ("train", "keep_every"),
     "log_every": ("train", "log_every"),
@@ -76,6 +77,7 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--warmup", type=int)
     t.add_argument("--p-uncond", type=float, help="label dropout probability (default 0.1)")
+    t.add_argument("--min-snr-gamma", type=float, help="loss weight min(SNR_t, gamma) / SNR_t; 0 = plain MSE (default)")
     t.add_argument("--ema-decay", type=float)
     t.add_argument("--grad-clip", type=float)
     t.add_argument("--amp", choices=("none", "bf16", "fp16"), help="autocast dtype (CUDA)")

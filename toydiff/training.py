@@ -49,14 +49,23 @@ def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Te
                    p_uncond: float,                # P(y -> null)
                    null: int,                      # the null label, = num_classes
                    generator: torch.Generator,     # draws t, eps and the dropout mask; on x0's device
+                   min_snr_gamma: float = 0.0,     # > 0: min-SNR-gamma weighting; 0: plain MSE
                    ) -> torch.Tensor:
-    """Mean squared eps-prediction error with label dropout (see the module docstring)."""
+    """Mean squared eps-prediction error with label dropout (see the module docstring). With min_snr_gamma > 0,
+    each sample's error is weighted by w_t = min(SNR_t, gamma) / SNR_t, SNR_t = abar_t / (1 - abar_t) (Hang et al.
+    2023, eq. 10 for an eps-model): the nearly clean levels, where eps is hard to see and matters little, weigh less."""
     B, dev = x0.shape[0], x0.device
     t = torch.randint(0, schedule.T, (B,), generator=generator, device=dev)
     noise = torch.randn(x0.shape, generator=generator, device=dev)
     drop = torch.rand(B, generator=generator, device=dev) < p_uncond
     y = torch.where(drop, torch.full_like(y, null), y)
-    return F.mse_loss(model(schedule.q_sample(x0, t, noise), t, y).float(), noise)
+    pred = model(schedule.q_sample(x0, t, noise), t, y).float()
+    if not min_snr_gamma:
+        return F.mse_loss(pred, noise)
+    abar = schedule.alpha_bar.to(dev, torch.float32)[t]
+    snr = abar / (1 - abar)
+    weight = torch.clamp(snr, max=min_snr_gamma) / snr                       # (B,), in (0, 1]
+    return (weight * (pred - noise).pow(2).flatten(1).mean(1)).mean()
 
 
 def ema_with_warmup(decay: float):
@@ -232,7 +241,8 @@ def _train(cfg: Config, run_dir: str, *, data: TensorDataset, device: torch.devi
             x0, y = images[idx].to(device, non_blocking=True), labels[idx].to(device, non_blocking=True)
             with autocast():
                 loss = diffusion_loss(net, schedule, x0, y, p_uncond=tc.p_uncond, null=null,
-                                      generator=step_generator(tc.seed, dist_info.rank, step, device))
+                                      generator=step_generator(tc.seed, dist_info.rank, step, device),
+                                      min_snr_gamma=tc.min_snr_gamma)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -295,7 +305,7 @@ def fastest_cpu_threads(cfg: Config, data: TensorDataset) -> tuple[int, dict[int
 
         def step():
             loss = diffusion_loss(model, schedule, images[idx], labels[idx], p_uncond=cfg.train.p_uncond,
-                                  null=cfg.model.num_classes, generator=gen)
+                                  null=cfg.model.num_classes, generator=gen, min_snr_gamma=cfg.train.min_snr_gamma)
             loss.backward()
             model.zero_grad(set_to_none=True)
         return fastest_threads(step)
