@@ -17,8 +17,9 @@ Cases:
                      classifier-FID and seconds per image, same checkpoint and seeds; DDPM-1000 (s = 3) for its time
     time-to-quality  train the dataset preset from scratch (keep_every 250) into a temp folder (or, --existing, take
                      --run's kept checkpoints), then score each kept checkpoint: judge accuracy at s = 1 and CFG
-                     s = 3, classifier-FID at s = 1 (DDIM-50); the first step >= 97% at s = 3 and the training
-                     seconds stored in that checkpoint (evaluation not counted)
+                     s = 3, classifier-FID at s = 1 and the unconditional class mix's TV to the training prior
+                     (DDIM-50 at the preset's eta); the first step >= 97% at s = 3 and the training seconds
+                     stored in that checkpoint (evaluation not counted); --set tries a candidate
     removal          "anything but k" for every class k (--n per class, so N = n K samples per k; DDIM-50, --eta):
                      static s = 3, posterior-aware (--lam, ceiling --ceiling, --tracker) and the exact baseline
                      (labels in quotas of the training prior without k, s = 1): forbidden rate, TV to the model's own
@@ -216,6 +217,7 @@ def case_time_to_quality(ctx: "Context") -> dict:
     null = torch.full_like(labels, K)                        # the same number of unconditional samples
     prior = class_prior(ctx.train_data.tensors[1], K).numpy()
     schedule = NoiseSchedule.from_config(ctx.cfg.diffusion)
+    sampler = Sampler("ddim", 50, eta=ctx.cfg.diffusion.eta)     # the run's own sampler, as sample.py's default
     rows, first = [], None
 
     def score(folder: str) -> None:
@@ -224,10 +226,10 @@ def case_time_to_quality(ctx: "Context") -> dict:
             run = checkpoint.load_run(path, device=ctx.device)                 # one read: model and seconds
             row = dict(step=step, train_seconds=round(float(run.ckpt["seconds"]), 1))
             for s in (1.0, 3.0):
-                images = generate(guide(run.model, labels, scale=s), schedule, Sampler("ddim", 50), seeds=seeds)
+                images = generate(guide(run.model, labels, scale=s), schedule, sampler, seeds=seeds)
                 m = evaluate(judge, images, np_labels, None, real)
                 row[f"accuracy_s{s:g}"], row[f"fid_s{s:g}"] = m["accuracy"], m["fid"]
-            images = generate(guide(run.model, null, scale=1.0), schedule, Sampler("ddim", 50), seeds=seeds)
+            images = generate(guide(run.model, null, scale=1.0), schedule, sampler, seeds=seeds)
             judged = np.bincount(predict(judge, images).numpy(), minlength=K) / len(labels)
             row["uncond_tv"] = total_variation(judged, prior)      # the null branch's class mix against the data's
             rows.append(row)
@@ -247,7 +249,7 @@ def case_time_to_quality(ctx: "Context") -> dict:
             train(cfg, tmp, data=ctx.train_data, device=ctx.device, progress=False)
             score(tmp)
     ref = real_row(real, labels=np_labels)
-    return dict(target=ctx.args.target, n=len(labels), sampler="DDIM-50", checkpoints=rows,
+    return dict(target=ctx.args.target, n=len(labels), sampler=sampler.label, checkpoints=rows,
                 fid_real_floor=ref["fid"], first_step_reaching_target=first["step"] if first else None,
                 train_seconds_to_target=first["train_seconds"] if first else None)
 

@@ -208,3 +208,17 @@ def test_autoguidance_refuses_a_reference_for_another_task(trained_run, tmp_path
                                        "--out", str(out)], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "autoguidance needs the same task" in err, err
     assert not out.exists()
+
+
+def test_sample_uses_the_runs_own_eta_unless_told(trained_run, tmp_path):
+    """A run may recommend a stochastic sampler (the MNIST preset: diffusion.eta = 1): sample.py's DDIM takes it,
+    --eta overrides it, and another sampler (no eta) ignores it."""
+    ckpt = torch.load(os.path.join(trained_run, "ckpt.pt"), weights_only=True)
+    ckpt["config"]["diffusion"]["eta"] = 1.0
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+
+    def eta_of(*flags):
+        out = tmp_path / f"out{len(os.listdir(tmp_path))}"
+        sample_main(["--ckpt", str(tmp_path / "ckpt.pt"), "--n", "1", "--sample-steps", "3", "--out", str(out), *flags])
+        return json.loads(str(np.load(out / "samples.npz")["settings"]))["eta"]
+    assert eta_of() == 1.0 and eta_of("--eta", "0") == 0.0 and eta_of("--sampler", "dpm++2m") == 0.0

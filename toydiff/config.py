@@ -57,6 +57,8 @@ def fit_to_data(m: ModelConfig, shape: tuple[int, ...], num_classes: int) -> Mod
 class DiffusionConfig:
     timesteps: int = 1000                  # T; t = 0 .. T-1 with 0 the least noise
     schedule: str = "cosine"               # "cosine" (Nichol & Dhariwal 2021) or "linear" (Ho et al. 2020)
+    eta: float = 0.0                       # the DDIM eta sample.py uses for this run unless told (0 deterministic;
+                                           # 1: fresh noise each step corrects a small net's errors, MNIST's choice)
 
 
 @dataclass
@@ -142,6 +144,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     "mnist": dict(                       # sized for a 2-core CPU (README, "MNIST"); a GPU can afford more
         model=dict(in_channels=1, image_size=28, width=32, channel_mult=(1, 2), num_res_blocks=1, patch=2),
         train=dict(steps=3500, batch_size=128, lr=2e-3, ckpt_every=500, keep_every=500),
+        diffusion=dict(eta=1.0),         # unguided accuracy 92.5 % -> 95+ % with stochastic DDIM (benchmarks.md)
     ),
     "fashion-mnist": dict(
         model=dict(in_channels=1, image_size=28, width=64, channel_mult=(1, 2, 2), num_res_blocks=2),
@@ -164,7 +167,7 @@ def preset(dataset: str) -> Config:
     if dataset not in PRESETS:
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[dataset]
-    return Config(model=ModelConfig(**p["model"]), diffusion=DiffusionConfig(),
+    return Config(model=ModelConfig(**p["model"]), diffusion=DiffusionConfig(**p.get("diffusion", {})),
                   train=TrainConfig(dataset=dataset, **p["train"]))
 
 
@@ -198,6 +201,7 @@ def check_config(cfg: Config) -> None:
         (tc.dataset in PRESETS, "dataset", f"must be one of {', '.join(PRESETS)}, got {tc.dataset!r}"),
         (2 <= dc.timesteps <= MAX_TIMESTEPS, "timesteps", f"must lie in 2..{MAX_TIMESTEPS}, got {dc.timesteps}"),
         (dc.schedule in ("cosine", "linear"), "schedule", f"must be cosine or linear, got {dc.schedule!r}"),
+        (0 <= dc.eta <= 1, "eta", f"must lie in [0, 1], got {dc.eta}"),
     ]
     for ok, name, problem in rules:
         if not ok:

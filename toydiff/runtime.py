@@ -108,8 +108,8 @@ def fastest_threads(step: Callable[[], object], candidates: list[int] | None = N
     """The thread count at which `step()` runs fastest on this CPU now, and each candidate's median seconds (one
     warm-up call, then `repeats` timed ones, per candidate). Why measure: torch splits every op across all its
     threads, and each op waits for the slowest; beside one busy process on a 2-core CPU, the thread that shares
-    a core with it holds every op up (a step of the MNIST preset: 1.11 s on two threads, 0.54 s on one; on a
-    quiet machine 0.30 s and 0.54 s; benchmarks/bench.py `busy`)."""
+    a core with it holds every op up (a step of the MNIST preset: 2.67 s on two threads, 0.61 s on one; on a
+    quiet machine 0.32 s and 0.57 s; benchmarks/bench.py `busy`, docs/benchmarks.md)."""
     seconds = {}
     for n in candidates or thread_candidates():
         with threads(n):

@@ -40,7 +40,7 @@ from .schedule import NoiseSchedule
 
 # Every flag's default. The parser leaves each at None so a flag the user typed can be told from one they did not.
 DEFAULTS = dict(run="runs/digits", ckpt=None, data_dir=None, device="auto", weights="ema", cls="all", negative=[], scale=3.0,
-                sampler="ddim", sample_steps=None, eta=0.0, n=8, seed=0, out=None, batch_size=256, ref_ckpt=None,
+                sampler="ddim", sample_steps=None, eta=None, n=8, seed=0, out=None, batch_size=256, ref_ckpt=None,
                 interval=None, rescale=0.0, dynamic=None, dynamic_max=20.0, tracker="two", figures=None, cloud_n=300,
                 eval=None, sweep=False, sweep_n=20, sweep_scales=None)
 _RUN = {"run", "ckpt", "data_dir", "device"}
@@ -72,7 +72,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--sample-steps", type=int,
                    help="sampling steps (default: 50 DDIM, 20 DPM-Solver++, or T if fewer; T DDPM)")
     p.add_argument("--steps", action=_SampleStepsHint, nargs="?", help=argparse.SUPPRESS)
-    p.add_argument("--eta", type=float, help="DDIM eta (0 deterministic, default; 1 DDPM-like)")
+    p.add_argument("--eta", type=float, help="DDIM eta (0 deterministic; 1 DDPM-like); default: the run's own "
+                                             "(0, or 1 for the MNIST preset)")
     p.add_argument("--n", type=cli.positive_int, help="samples per class row (default 8)")
     p.add_argument("--seed", type=int, help="sample i of a set uses seed + i (default 0)")
     p.add_argument("--out", type=cli.path, help="output folder (default <run>/samples; figures/ for --figures and --sweep)")
@@ -163,9 +164,12 @@ def _main(argv: list[str] | None) -> None:
 
 def load_run(args: argparse.Namespace) -> tuple[checkpoint.Run, str, Sampler]:
     """The checkpoint named by --run / --ckpt, read once, and the sampler resolved for its T (every mode)."""
-    sampler = Sampler(args.sampler, args.sample_steps, args.eta, args.batch_size)
+    Sampler(args.sampler, args.sample_steps, args.eta or 0.0, args.batch_size)   # bad flags: before any read
     ckpt_path, run_dir = checkpoint.locate(args.run, args.ckpt)
     run = checkpoint.load_run(ckpt_path, device=resolve_device(args.device), weights=args.weights)
+    if args.eta is None:                                # the run's own DDIM eta (its config), for DDIM only
+        args.eta = run.cfg.diffusion.eta if args.sampler == "ddim" else 0.0
+    sampler = Sampler(args.sampler, args.sample_steps, args.eta, args.batch_size)
     run.cfg = with_data_dir(run.cfg, args.data_dir)
     if len(run.cfg.model.data_shape) != 3 and (args.figures or args.sweep or args.eval):
         flag = "--figures" if args.figures else "--sweep" if args.sweep else "--eval"

@@ -115,7 +115,7 @@ def _main(argv: list[str] | None) -> None:
     with flag_names():
         check_config(cfg)
     grid_scale = check_scale(args.grid_scale)
-    grid_sampler = Sampler().resolve(cfg.diffusion.timesteps)
+    grid_sampler = Sampler(eta=cfg.diffusion.eta).resolve(cfg.diffusion.timesteps)
     dist_info, device = init_distributed(resolve_device(args.device))
     data, info = load_dataset(cfg.train.dataset, cfg.train.data_dir, train=True, download=args.download)
     if not resumed:
