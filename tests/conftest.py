@@ -33,7 +33,7 @@ def tiny_model() -> UNet:
 
 TINY_TRAIN_FLAGS = ["--width", "16", "--num-res-blocks", "1", "--channel-mult", "1,2", "--timesteps", "50",
                     "--batch-size", "16", "--log-every", "5", "--ckpt-every", "5", "--no-progress",
-                    "--grid-scale", "2"]
+                    "--grid-scale", "2", "--threads", "2"]     # fixed: no timing-based choice in a test
 
 
 @pytest.fixture(scope="session")
