@@ -1,6 +1,6 @@
 """Lesson 08: the same on MNIST — the mean at high noise, the push from mean to mean, a negative CFG cannot replace.
 
-Lessons 02, 03 and 05 again, on 28 x 28 MNIST (weights/mnist.pt: the MNIST preset, trained on a 2-core CPU):
+Lessons 02, 03 and 05 again, on 28 x 28 MNIST (weights/mnist.pt: the 3500-step MNIST preset, CPU-trained):
   1. the pair: the class the unguided model confuses most, from its confusion matrix (as in lesson 05);
   2. at high noise x0_hat(none) -> mu and x0_hat(pos) -> mu_pos (r: 0 = at the mean, 1 = as far as the image;
      lesson 02), and the push d = x0_hat(pos) - x0_hat(ref) lies along mu_pos - mu_ref (cos; lesson 03), for the
