@@ -207,8 +207,8 @@ def case_samplers(ctx: "Context") -> dict:
 
 
 def case_time_to_quality(ctx: "Context") -> dict:
-    """Judge accuracy at s = 1 and CFG s = 3, and classifier-FID at s = 1 (against the real test split, at this N),
-    of every kept checkpoint: of a fresh run of the preset, or with --existing of --run's own kept checkpoints."""
+    """Judge accuracy at s = 1 and CFG s = 3, classifier-FID at s = 1 (against the real test split, at this N) and
+    the unconditional samples' class mix (TV to the training prior) of every kept checkpoint: of a fresh run of the preset, or with --existing of --run's own kept checkpoints."""
     judge = ctx.judge()
     real = real_reference(judge, dataset=ctx.args.dataset, data_dir=ctx.args.data_dir)
     K = ctx.cfg.model.num_classes
@@ -387,6 +387,10 @@ def check(ctx: "Context", cases: list[str]) -> None:
     args = ctx.args
     if args.json:
         check_creatable(args.json, what="--json")
+    fixed = [c for c in cases if c in ("samplers", "removal")]
+    if args.set and fixed:
+        raise UserError(f"--set changes the preset, but {' and '.join(fixed)} use a trained run's own config; "
+                        "drop --set, or run only the cases that train (train, busy, memory, time-to-quality)")
     if set(cases) & {"samplers", "removal"}:
         ctx.model(trained=True)                             # refuses a missing checkpoint
     if "removal" in cases:
@@ -418,7 +422,7 @@ def with_overrides(cfg, pairs: list[str]):
             value = (tuple(int(v) for v in text.split(",")) if isinstance(old, tuple) else
                      text.lower() in ("1", "true") if isinstance(old, bool) else type(old)(text))
         except ValueError:
-            raise UserError(f"--set {pair!r}: {text!r} is not a {type(old).__name__}") from None
+            raise UserError(f"--set {pair!r}: {text!r} is not a valid {type(old).__name__}") from None
         setattr(cfg, section, dataclasses.replace(part, **{name: value}))
     check_config(cfg)
     return cfg
@@ -487,7 +491,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--lam", type=float, default=1.0, help="removal: posterior-aware lambda (1 = exact)")
     p.add_argument("--eta", type=float, default=0.0, help="removal: DDIM eta")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
-                   help="override the preset for train, busy, memory and time-to-quality (repeatable), "
+                   help="override the preset for the cases that train (train, busy, memory, time-to-quality; "
+                        "refused with samplers and removal), repeatable, "
                         "e.g. --set train.steps=650 --set train.min_snr_gamma=5")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p

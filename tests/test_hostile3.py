@@ -301,6 +301,9 @@ def test_an_npz_with_a_short_column_is_refused_by_the_reader(trained_run, tmp_pa
     (["removal", "--ceiling", "0.5"], "must be >= 1, got 0.5"), (["removal", "--eta", "2"], "eta must lie in [0, 1]"),
     (["time-to-quality", "--target", "nan"], "--target is a judge accuracy in (0, 1]"),
     (["train", "--json", "MISSING/bench.json"], "does not exist"),
+    (["train", "--set", "train.nonsense=1"], "expected section.field=value"),
+    (["train", "--set", "train.steps=many"], "'many' is not a valid int"),
+    (["samplers", "--set", "train.steps=5"], "samplers use a trained run's own config"),
 ])
 def test_the_benchmarks_refuse_before_writing_or_working(trained_run, tmp_path, capsys, argv, message):
     from benchmarks.bench import main as bench_main

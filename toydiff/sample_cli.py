@@ -30,10 +30,9 @@ from .errors import UserError
 from .figures import FIGURES
 from .files import output_dir
 from .guidance import TRACKERS, check_classes, check_interval, guide
-from .runtime import threads
 from .models import cpu_threads
 from .pipeline import check_count, generate, next_class, quota_labels, save_grid
-from .runtime import resolve_device
+from .runtime import resolve_device, threads
 from .sampling import SAMPLERS, Sampler, seed_range
 from .samples import SampleSet
 from .schedule import NoiseSchedule
