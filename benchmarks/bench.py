@@ -27,6 +27,10 @@ Cases:
                      training prior without k; plus ms per guided step: static, two-branch and all-class trackers
     busy             seconds per training step (generated data) on a quiet machine and beside one busy process:
                      torch's default threads, one thread, and what train.py --threads auto picks; run it alone
+    peers            toydiff's preset UNet, diffusers' UNet2DModel and the ContextUnet layout, each sized to the
+                     preset's parameter count, trained by one loop (toydiff's recipe, the same batches and noise) for
+                     --budget seconds each, in turns; then scored as time-to-quality scores a checkpoint
+                     (benchmarks/peers.py; diffusers from the optional extra: pip install -e ".[peers]")
     memory           peak RSS (resource.getrusage) after training steps and after sampling; CUDA max allocated
 
 These are measurements, not tests: nothing here asserts a time. Run the heavy cases once, on a quiet machine.
@@ -49,7 +53,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from toydiff import checkpoint
-from toydiff.cli import ArgumentParser, int_list, positive_int, run_cli
+from toydiff.cli import ArgumentParser, int_list, positive_float, positive_int, run_cli
 from toydiff.config import check_config, preset
 from toydiff.data import DATASETS, class_prior, load_dataset
 from toydiff.errors import UserError
@@ -64,9 +68,10 @@ from toydiff.schedule import NoiseSchedule
 from toydiff.training import diffusion_loss, fastest_cpu_threads, train
 from toydiff.unet import UNet
 
+from .peers import train_side_by_side
 from .reference_unet import matched_reference, n_params
 
-CASES = ("train", "guided-step", "samplers", "time-to-quality", "removal", "busy", "memory")
+CASES = ("train", "guided-step", "samplers", "time-to-quality", "removal", "busy", "memory", "peers")
 DEFAULT_CASES = ("train", "guided-step", "samplers", "memory")
 
 
@@ -206,36 +211,56 @@ def case_samplers(ctx: "Context") -> dict:
     return out
 
 
-def case_time_to_quality(ctx: "Context") -> dict:
+class Scorer:
     """Judge accuracy at s = 1 and CFG s = 3, classifier-FID at s = 1 (against the real test split, at this N) and
-    the unconditional samples' class mix (TV to the training prior) of every kept checkpoint: of a fresh run of the preset, or with --existing of --run's own kept checkpoints."""
-    judge = ctx.judge()
-    real = real_reference(judge, dataset=ctx.args.dataset, data_dir=ctx.args.data_dir)
-    K = ctx.cfg.model.num_classes
-    labels = class_rows(K, ctx.args.n, ctx.device)
-    np_labels, seeds = labels.cpu().numpy(), list(range(len(labels)))
-    null = torch.full_like(labels, K)                        # the same number of unconditional samples
-    prior = class_prior(ctx.train_data.tensors[1], K).numpy()
-    schedule = NoiseSchedule.from_config(ctx.cfg.diffusion)
-    sampler = Sampler("ddim", 50, eta=ctx.cfg.diffusion.eta)     # the run's own sampler, as sample.py's default
+    the unconditional samples' class mix (TV to the training prior): the same labels, seeds and sampler (DDIM-50 at
+    the preset's eta, as sample.py's default) for every model scored."""
+
+    def __init__(self, ctx: "Context"):
+        self.judge = ctx.judge()
+        self.real = real_reference(self.judge, dataset=ctx.args.dataset, data_dir=ctx.args.data_dir)
+        self.K = K = ctx.cfg.model.num_classes
+        self.labels = class_rows(K, ctx.args.n, ctx.device)
+        self.np_labels, self.seeds = self.labels.cpu().numpy(), list(range(len(self.labels)))
+        self.null = torch.full_like(self.labels, K)                 # the same number of unconditional samples
+        self.prior = class_prior(ctx.train_data.tensors[1], K).numpy()
+        self.schedule = NoiseSchedule.from_config(ctx.cfg.diffusion)
+        self.sampler = Sampler("ddim", 50, eta=ctx.cfg.diffusion.eta)
+
+    def __call__(self, model: nn.Module) -> dict:
+        row = {}
+        for s in (1.0, 3.0):
+            images = generate(guide(model, self.labels, scale=s), self.schedule, self.sampler, seeds=self.seeds)
+            m = evaluate(self.judge, images, self.np_labels, None, self.real)
+            row[f"accuracy_s{s:g}"], row[f"fid_s{s:g}"] = m["accuracy"], m["fid"]
+        images = generate(guide(model, self.null, scale=1.0), self.schedule, self.sampler, seeds=self.seeds)
+        judged = np.bincount(predict(self.judge, images).numpy(), minlength=self.K) / len(self.labels)
+        row["uncond_tv"] = total_variation(judged, self.prior)       # the null branch's class mix against the data's
+        return row
+
+    def floor(self) -> float:
+        """Classifier-FID of real test images against the real reference at the same N."""
+        return real_row(self.real, labels=self.np_labels)["fid"]
+
+
+def quality_line(row: dict) -> str:
+    return (f"accuracy s=1 {row['accuracy_s1']:.1%}, s=3 {row['accuracy_s3']:.1%}; FID s=1 {row['fid_s1']:.2f}; "
+            f"unconditional TV {row['uncond_tv']:.3f}")
+
+
+def case_time_to_quality(ctx: "Context") -> dict:
+    """`Scorer`'s row for every kept checkpoint: of a fresh run of the preset, or with --existing of --run's own
+    kept checkpoints."""
+    score_model = Scorer(ctx)
     rows, first = [], None
 
     def score(folder: str) -> None:
         nonlocal first
         for step, path in checkpoint.kept_checkpoints(folder):
             run = checkpoint.load_run(path, device=ctx.device)                 # one read: model and seconds
-            row = dict(step=step, train_seconds=round(float(run.ckpt["seconds"]), 1))
-            for s in (1.0, 3.0):
-                images = generate(guide(run.model, labels, scale=s), schedule, sampler, seeds=seeds)
-                m = evaluate(judge, images, np_labels, None, real)
-                row[f"accuracy_s{s:g}"], row[f"fid_s{s:g}"] = m["accuracy"], m["fid"]
-            images = generate(guide(run.model, null, scale=1.0), schedule, sampler, seeds=seeds)
-            judged = np.bincount(predict(judge, images).numpy(), minlength=K) / len(labels)
-            row["uncond_tv"] = total_variation(judged, prior)      # the null branch's class mix against the data's
+            row = dict(step=step, train_seconds=round(float(run.ckpt["seconds"]), 1), **score_model(run.model))
             rows.append(row)
-            print(f"    step {step:>5}: {row['train_seconds']:7.1f} s of training; accuracy s=1 "
-                  f"{row['accuracy_s1']:.1%}, s=3 {row['accuracy_s3']:.1%}; FID s=1 {row['fid_s1']:.2f}; "
-                  f"unconditional TV {row['uncond_tv']:.3f}", flush=True)
+            print(f"    step {step:>5}: {row['train_seconds']:7.1f} s of training; {quality_line(row)}", flush=True)
             if first is None and row["accuracy_s3"] >= ctx.args.target:
                 first = row
 
@@ -248,10 +273,27 @@ def case_time_to_quality(ctx: "Context") -> dict:
                   f"{cfg.train.keep_every}) in {tmp}", flush=True)
             train(cfg, tmp, data=ctx.train_data, device=ctx.device, progress=False)
             score(tmp)
-    ref = real_row(real, labels=np_labels)
-    return dict(target=ctx.args.target, n=len(labels), sampler=sampler.label, checkpoints=rows,
-                fid_real_floor=ref["fid"], first_step_reaching_target=first["step"] if first else None,
+    return dict(target=ctx.args.target, n=len(score_model.labels), sampler=score_model.sampler.label,
+                checkpoints=rows, fid_real_floor=score_model.floor(),
+                first_step_reaching_target=first["step"] if first else None,
                 train_seconds_to_target=first["train_seconds"] if first else None)
+
+
+def case_peers(ctx: "Context") -> dict:
+    """toydiff's preset UNet, diffusers' UNet2DModel and the ContextUnet layout, one loop, the same --budget
+    seconds each, in turns (benchmarks/peers.py); then `Scorer`'s row for each EMA net."""
+    ctx.train_data                                               # noqa: B018 - fixes the model shape from the data
+    trainees = train_side_by_side(ctx.cfg, ctx.train_data, ctx.args.budget, ctx.device, sync)
+    score_model, rows = Scorer(ctx), []
+    for tr in trainees:
+        row = dict(net=tr.name, params=n_params(tr.model), steps=tr.done, train_seconds=round(tr.seconds, 1),
+                   seconds_per_step=round(tr.seconds / tr.done, 4), **score_model(tr.ema.module.eval()))
+        rows.append(row)
+        print(f"    {tr.name:<12} {row['steps']:>5} steps in {row['train_seconds']:7.1f} s; {quality_line(row)}",
+              flush=True)
+    missing = [] if any(r["net"] == "diffusers" for r in rows) else ["diffusers (pip install -e \".[peers]\")"]
+    return dict(budget_seconds=ctx.args.budget, n=len(score_model.labels), sampler=score_model.sampler.label,
+                checkpoints=rows, fid_real_floor=score_model.floor(), skipped=missing)
 
 
 def removal_sets(ctx: "Context", k: int) -> dict:
@@ -403,7 +445,7 @@ def check(ctx: "Context", cases: list[str]) -> None:
 
 RUNNERS = {"train": case_train, "guided-step": case_guided_step, "samplers": case_samplers,
            "time-to-quality": case_time_to_quality, "removal": case_removal, "busy": case_busy,
-           "memory": case_memory}
+           "memory": case_memory, "peers": case_peers}
 
 
 # ---------------------------------------------------------------- shared state and the front end
@@ -482,6 +524,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--train-steps", type=positive_int, default=30, help="timed steps per model in `train` (default 30)")
     p.add_argument("--repeats", type=positive_int, default=7, help="timed repeats in guided-step (median)")
     p.add_argument("--keep-every", type=positive_int, default=250, help="time-to-quality: checkpoint spacing")
+    p.add_argument("--budget", type=positive_float, default=60.0,
+                   help="peers: training seconds per net (default 60)")
     p.add_argument("--target", type=float, default=0.97, help="time-to-quality: judge accuracy to reach")
     p.add_argument("--existing", action="store_true",
                    help="time-to-quality: score the kept checkpoints of --run instead of training a fresh run")

@@ -128,6 +128,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a budget in seconds, ...); NaN and inf are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def int_list(text: str) -> tuple[int, ...]:
     """'1,2,2' -> (1, 2, 2)."""
     try:

@@ -73,7 +73,10 @@ def ema_with_warmup(decay: float):
     so an early checkpoint's EMA is not dominated by the random initial weights."""
     def update(ema_params, params, num_averaged):
         d = min(decay, (1 + int(num_averaged)) / (10 + int(num_averaged)))
-        torch._foreach_lerp_(ema_params, params, 1 - d)              # ema <- d ema + (1 - d) param
+        if ema_params[0].is_floating_point():                    # AveragedModel groups tensors by dtype
+            torch._foreach_lerp_(ema_params, params, 1 - d)          # ema <- d ema + (1 - d) param
+        else:
+            torch._foreach_copy_(ema_params, params)                 # a counter (BatchNorm's) is copied, not averaged
     return update
 
 
